@@ -1,0 +1,293 @@
+"""`homesec`: the command line. Local commands (broker files, models, faces) and remote ones over MQTT.
+
+Remote commands (train, labels, forget, rename, status, arm, disarm, capture) connect as the `admin`
+MQTT user, so the broker's ACLs apply to them as to any node.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from homesec.broker import render_acl, render_conf
+from homesec.config import Config, ConfigError, load_config
+from homesec.contract import (
+    ArmCommand,
+    ArmedState,
+    CaptureCommand,
+    ContractError,
+    GalleryCommand,
+    GalleryResult,
+    GallerySummary,
+    TrainRequest,
+    TrainResult,
+    check_label,
+    new_id,
+    parse,
+)
+
+log = logging.getLogger("homesec")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_ANSWER = 0, 1, 2, 3
+
+
+class CliError(RuntimeError):
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(args.config)
+
+
+def _remote(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from homesec.remote import RemoteClient
+
+    return RemoteClient(_config(args))
+
+
+# ------------------------------------------------------------------------------------------ broker
+
+
+def cmd_broker_init(args: argparse.Namespace) -> int:
+    from homesec.broker import prepare_local_broker
+
+    config = _config(args)
+    files = prepare_local_broker(config.data_dir, args.port or config.mqtt.port, prefix=config.mqtt.prefix)
+    print(f"passwords: {config.data_dir / 'secrets'} (one file per node user, mode 600)")
+    print(f"broker config: {files.conf}")
+    print(f"run it:  mosquitto -c {files.conf}")
+    return EXIT_OK
+
+
+def cmd_broker_render(args: argparse.Namespace) -> int:
+    """The files shipped in mosquitto/ (for docker-compose): config paths as the container sees them."""
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "acl").write_text(render_acl(args.prefix))
+    conf = render_conf(
+        port=1883,
+        bind="",
+        password_file="/mosquitto/config/passwd",
+        acl_file="/mosquitto/config/acl",
+        persistence_dir="/mosquitto/data",
+        log_dest="stdout",
+    )
+    (out / "mosquitto.conf").write_text(conf)
+    print(f"wrote {out / 'acl'} and {out / 'mosquitto.conf'}")
+    return EXIT_OK
+
+
+# -------------------------------------------------------------------------------- remote commands
+
+
+def _print_train(path: str, result: TrainResult, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"path": path, **result.model_dump(mode="json")}))
+    elif result.ok:
+        print(f"{path}: enrolled as {result.label!r} (enrollment {result.enrollment_id})")
+    else:
+        print(f"{path}: refused: {result.reason}")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    label = check_label(args.label)
+    failed = 0
+    with _remote(args) as remote:
+        for image in args.images:
+            path = Path(image)
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                print(f"{image}: cannot read: {exc.strerror}", file=sys.stderr)
+                failed += 1
+                continue
+            req = TrainRequest(
+                label=label, image_b64=base64.b64encode(data).decode(), largest=args.largest, source="cli"
+            )
+            result = remote.request(remote.topics.train, req, TrainResult, req.request_id, args.timeout)
+            _print_train(image, result, args.json)
+            failed += not result.ok
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _gallery(args: argparse.Namespace, **fields: object) -> GalleryResult:
+    cmd = GalleryCommand(request_id=new_id(), **fields)  # type: ignore[arg-type]
+    with _remote(args) as remote:
+        return remote.request(remote.topics.gallery_cmd, cmd, GalleryResult, cmd.request_id, args.timeout)
+
+
+def cmd_labels(args: argparse.Namespace) -> int:
+    result = _gallery(args, op="list")
+    if args.json:
+        print(json.dumps(result.labels))
+    elif not result.labels:
+        print("no one is enrolled yet: `homesec train NAME photo.jpg`")
+    else:
+        for label, count in sorted(result.labels.items()):
+            print(f"{label}\t{count} photo{'s' if count != 1 else ''}")
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    result = _gallery(args, op="delete_label", label=check_label(args.label))
+    print(f"forgot {args.label!r} ({result.removed} enrollments)" if result.ok else f"refused: {result.reason}")
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def cmd_rename(args: argparse.Namespace) -> int:
+    result = _gallery(args, op="rename_label", label=check_label(args.old), new_label=check_label(args.new))
+    print(f"renamed {args.old!r} to {args.new!r}" if result.ok else f"refused: {result.reason}")
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with _remote(args) as remote:
+        t = remote.topics
+        nodes = {m.topic[len(t.prefix) + 1 : -len("/available")]: m.payload.decode() for m in remote.retained(t.all_available)}
+        gallery = remote.retained(t.gallery, settle=0.1)
+        armed = remote.retained(t.armed, settle=0.1)
+    status: dict[str, object] = {"nodes": nodes}
+    if gallery:
+        status["gallery"] = parse(GallerySummary, gallery[-1].payload).labels
+    if armed:
+        status["armed"] = parse(ArmedState, armed[-1].payload).armed
+    if args.json:
+        print(json.dumps(status))
+        return EXIT_OK
+    for node, state in sorted(nodes.items()):
+        print(f"{node:<24} {state}")
+    if not nodes:
+        print("no node has ever connected to this broker")
+    if "armed" in status:
+        print(f"armed: {'yes' if status['armed'] else 'no'}")
+    if "gallery" in status:
+        print(f"enrolled: {', '.join(sorted(status['gallery'])) or 'nobody'}")  # type: ignore[call-overload]
+    return EXIT_OK
+
+
+def _send(args: argparse.Namespace, topic_of: Callable[..., str], payload: object) -> int:
+    with _remote(args) as remote:
+        topic = topic_of(remote.topics)
+        if not remote.bus.publish_confirmed(topic, payload):  # type: ignore[arg-type]
+            raise CliError(f"the broker refused {topic}")
+    print(f"sent to {topic}")
+    return EXIT_OK
+
+
+def cmd_arm(args: argparse.Namespace) -> int:
+    return _send(args, lambda t: t.armed_cmd, ArmCommand(armed=args.command == "arm", by="cli"))
+
+
+def cmd_capture(args: argparse.Namespace) -> int:
+    return _send(args, lambda t: t.camera_cmd_capture(args.camera), CaptureCommand())
+
+
+# ------------------------------------------------------------------------------------------- config
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    config = _config(args)
+    if args.show:
+        print(json.dumps(config.model_dump(mode="json"), indent=2))
+    else:
+        print("configuration is valid")
+    return EXIT_OK
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from homesec.up import run_up
+
+    return run_up(args)
+
+
+# ------------------------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="homesec", description="homesec: edge home security over MQTT")
+    parser.add_argument("--config", type=Path, help="TOML config (default: $HOMESEC_CONFIG, else defaults)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="run broker + all nodes locally (demo camera unless configured)")
+    up.add_argument("--port", type=int, help="broker port (default: a free one, 1883 being often taken)")
+    up.add_argument("--demo-dir", type=Path, help="replay these images as the camera")
+    up.add_argument("--no-enroll", action="store_true", help="do not enroll the demo owner")
+    up.set_defaults(func=cmd_up)
+
+    broker = sub.add_parser("broker", help="Mosquitto files").add_subparsers(dest="broker_cmd", required=True)
+    init = broker.add_parser("init", help="create node passwords, ACL and a broker config in the data dir")
+    init.add_argument("--port", type=int)
+    init.set_defaults(func=cmd_broker_init)
+    render = broker.add_parser("render", help="write the shipped mosquitto/ files (for docker-compose)")
+    render.add_argument("--out", type=Path, default=Path("mosquitto"))
+    render.add_argument("--prefix", default="homesec")
+    render.set_defaults(func=cmd_broker_render)
+
+    try:
+        from recognizer_node.cli import add_faces_parser, add_models_parser
+    except ImportError:  # installed without the recognizer extra
+        pass
+    else:
+        add_models_parser(sub)
+        add_faces_parser(sub)
+
+    def remote(name: str, help_: str, func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the answer")
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        p.set_defaults(func=func)
+        return p
+
+    train = remote("train", "enroll LABEL from photos (through the running recognizer)", cmd_train)
+    train.add_argument("label")
+    train.add_argument("images", nargs="+", metavar="IMAGE")
+    train.add_argument("--largest", action="store_true", help="several faces: enroll the largest")
+    remote("labels", "list enrolled people", cmd_labels)
+    forget = remote("forget", "delete a person and all their photos", cmd_forget)
+    forget.add_argument("label")
+    rename = remote("rename", "rename a person", cmd_rename)
+    rename.add_argument("old")
+    rename.add_argument("new")
+    remote("status", "nodes online, armed state, enrolled people", cmd_status)
+    remote("arm", "send alerts", cmd_arm)
+    remote("disarm", "stop sending alerts", cmd_arm)
+    capture = remote("capture", "take a snapshot burst now", cmd_capture)
+    capture.add_argument("camera", nargs="?", default="door")
+
+    cfg = sub.add_parser("config", help="validate the configuration").add_subparsers(dest="cfg", required=True)
+    check = cfg.add_parser("check", help="validate and report the first bad key")
+    check.add_argument("--show", action="store_true", help="print the effective configuration")
+    check.set_defaults(func=cmd_config_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from homesec.logs import setup_logging
+    from homesec.remote import NoAnswer
+
+    args = build_parser().parse_args(argv)
+    setup_logging("DEBUG" if args.verbose else "WARNING")
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"homesec: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ContractError as exc:
+        print(f"homesec: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except NoAnswer as exc:
+        print(f"homesec: {exc}", file=sys.stderr)
+        return EXIT_NO_ANSWER
+    except (CliError, ConnectionError) as exc:
+        print(f"homesec: {exc}", file=sys.stderr)
+        return getattr(exc, "code", EXIT_FAILED)
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,89 @@
+"""Start-up and shut-down shared by the three node programs.
+
+Fail fast on bad config (exit 2 with a message naming the key); once running, bad messages only
+produce error reports. SIGTERM and SIGINT leave cleanly: the service stops, `stopped` is published.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from homesec.bus import Bus, MqttBus
+from homesec.config import Config, ConfigError, load_config, mqtt_for_role, password_path
+from homesec.contract import Role
+from homesec.logs import setup_logging
+
+log = logging.getLogger(__name__)
+
+
+class Service(Protocol):
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class StartupError(RuntimeError):
+    """Raised by a service that cannot start (missing models, unusable device...)."""
+
+
+def node_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument(
+        "--config", type=Path, help="TOML config file (default: $HOMESEC_CONFIG or built-in defaults)"
+    )
+    parser.add_argument("--log-level", help="override log.level")
+    return parser
+
+
+def run_node(
+    role: Role,
+    node_name: Callable[[Config], str],
+    build: Callable[[Config, Bus], Service],
+    argv: list[str] | None = None,
+    stop_event: threading.Event | None = None,
+) -> int:
+    args = node_parser(f"homesec-{role}").parse_args(argv)
+    try:
+        config = load_config(args.config)
+        if args.log_level:
+            config.log.level = args.log_level.upper()
+        mqtt = mqtt_for_role(config, role)
+    except ConfigError as exc:
+        setup_logging()
+        log.error("%s", exc)
+        return 2
+    node = node_name(config)
+    setup_logging(config.log.level, json_format=config.log.json_format, name=node)
+    if mqtt.password is None:
+        log.error(
+            "no MQTT password for user %r: set HOMESEC_MQTT_PASSWORD, mqtt.password_file, or create %s "
+            "(`homesec broker init` does)",
+            mqtt.username,
+            password_path(config, mqtt.username or str(role)),
+        )
+        return 2
+    bus = MqttBus(mqtt, node=node)
+    try:
+        service = build(config, bus)
+        service.start()
+    except Exception as exc:
+        log.error("%s cannot start: %s", node, exc)
+        log.debug("start-up failure", exc_info=True)
+        return 2
+    stop = stop_event or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    bus.start()
+    log.info("%s started; broker %s:%s", node, mqtt.host, mqtt.port)
+    stop.wait()
+    log.info("%s stopping", node)
+    service.stop()
+    bus.stop()
+    return 0

@@ -1,0 +1,123 @@
+"""A durable, bounded FIFO on disk, for messages whose downstream is away.
+
+Each record is two files: `<seq>.bin` (payload) and `<seq>.json` (metadata). The JSON is written last
+and marks the record complete, so a crash mid-write leaves an orphan `.bin` that is ignored and cleaned
+up. Writes are atomic (temporary file, fsync, rename). Names are zero-padded sequence numbers, so
+directory order is arrival order and survives restarts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_WIDTH = 12
+
+
+@dataclass(frozen=True)
+class SpoolItem:
+    id: str
+    payload: bytes
+    meta: dict[str, Any]
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that readers see either the old file or the whole new one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class DiskSpool:
+    def __init__(self, directory: Path, max_items: int = 1000, max_bytes: int = 200 * 1024 * 1024) -> None:
+        if max_items < 1 or max_bytes < 1:
+            raise ValueError("spool bounds must be positive")
+        self.directory = directory
+        self.max_items = max_items
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        directory.mkdir(parents=True, exist_ok=True)
+        self._ids = self._scan()
+        self._next = int(self._ids[-1]) + 1 if self._ids else 0
+        self._bytes = sum(self._record_size(i) for i in self._ids)
+
+    def _scan(self) -> list[str]:
+        complete = sorted(p.stem for p in self.directory.glob("*.json") if p.stem.isdigit())
+        done = set(complete)
+        for orphan in self.directory.glob("*.bin"):
+            if orphan.stem not in done:  # payload whose metadata never landed: a crash mid-put
+                orphan.unlink(missing_ok=True)
+        for tmp in self.directory.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+        return complete
+
+    def _record_size(self, item_id: str) -> int:
+        return sum(
+            p.stat().st_size
+            for p in (self.directory / f"{item_id}.bin", self.directory / f"{item_id}.json")
+            if p.exists()
+        )
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._ids)
+
+    @property
+    def size_bytes(self) -> int:
+        with self._lock:
+            return self._bytes
+
+    def put(self, payload: bytes, meta: dict[str, Any] | None = None) -> str:
+        meta_bytes = json.dumps(meta or {}).encode()
+        with self._lock:
+            item_id = f"{self._next:0{_WIDTH}d}"
+            self._next += 1
+            write_atomic(self.directory / f"{item_id}.bin", payload)
+            write_atomic(self.directory / f"{item_id}.json", meta_bytes)
+            self._ids.append(item_id)
+            self._bytes += len(payload) + len(meta_bytes)
+            self._enforce_bounds()
+        return item_id
+
+    def _enforce_bounds(self) -> None:
+        while len(self._ids) > 1 and (len(self._ids) > self.max_items or self._bytes > self.max_bytes):
+            oldest = self._ids[0]
+            log.warning(
+                "spool %s full (%d items, %d bytes): dropping oldest item %s",
+                self.directory,
+                len(self._ids),
+                self._bytes,
+                oldest,
+            )
+            self._remove_locked(oldest)
+
+    def peek(self) -> SpoolItem | None:
+        with self._lock:
+            if not self._ids:
+                return None
+            item_id = self._ids[0]
+            payload = (self.directory / f"{item_id}.bin").read_bytes()
+            meta = json.loads((self.directory / f"{item_id}.json").read_bytes())
+            return SpoolItem(item_id, payload, meta)
+
+    def remove(self, item_id: str) -> None:
+        with self._lock:
+            if item_id in self._ids:
+                self._remove_locked(item_id)
+
+    def _remove_locked(self, item_id: str) -> None:
+        self._bytes -= self._record_size(item_id)
+        # JSON first: without it the record no longer counts, even if we crash before the .bin goes.
+        (self.directory / f"{item_id}.json").unlink(missing_ok=True)
+        (self.directory / f"{item_id}.bin").unlink(missing_ok=True)
+        self._ids.remove(item_id)

@@ -1,0 +1,1 @@
+"""recognizer_node."""

@@ -1,0 +1,43 @@
+"""Shared fixtures: a real mosquitto with the project's own config, ACL and per-role passwords."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.mqtt_helpers import Broker
+
+DATA = Path(__file__).parent / "data"
+FACES = DATA / "faces"
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """One broker for the whole session. Do not stop it: use `fresh_broker` for that."""
+    b = Broker(tmp_path_factory.mktemp("broker"))
+    b.start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def fresh_broker(tmp_path: Path) -> Iterator[Broker]:
+    """A broker of this test's own, which the test may stop, kill and restart."""
+    b = Broker(tmp_path / "fresh-broker")
+    b.start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Installed face models: $HOMESEC_MODELS_DIR when set (CI installs them once), else installed here."""
+    from recognizer_node.models import install_models  # heavy: import only when a test needs models
+
+    env = os.environ.get("HOMESEC_MODELS_DIR")
+    target = Path(env) if env else Path(__file__).parent.parent / ".homesec-data" / "models"
+    install_models(target)  # verifies hashes; extracts only what is missing
+    return target

@@ -1,0 +1,173 @@
+"""The bus client against a real broker: persistence, last will, manual ack, error reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from homesec.bus import Message
+from homesec.contract import Role, Topics, TrainRequest, parse
+from tests.mqtt_helpers import Broker, Collector
+
+T = Topics()
+REPO = Path(__file__).parent.parent
+
+
+def test_qos1_message_sent_while_subscriber_offline_arrives_after_reconnect(broker: Broker) -> None:
+    got: list[bytes] = []
+    arrived = threading.Event()
+
+    def on_result(msg: Message) -> None:
+        got.append(msg.payload)
+        arrived.set()
+
+    node = broker.bus(Role.NOTIFIER, "notifier/offline-test")
+    node.subscribe(T.all_alerts, on_result)
+    node.start()
+    assert node.wait_connected(10)
+    time.sleep(0.2)
+    node.stop()  # leaves; its persistent session stays on the broker
+
+    rec = broker.bus(Role.RECOGNIZER, "recognizer/offline-test")
+    rec.start()
+    assert rec.wait_connected(10)
+    assert rec.publish_confirmed(T.alert("door"), b"while-you-were-away")
+    rec.stop()
+
+    again = broker.bus(Role.NOTIFIER, "notifier/offline-test")
+    again.subscribe(T.all_alerts, on_result)
+    again.start()
+    try:
+        assert arrived.wait(10), "the queued message never arrived"
+        assert got == [b"while-you-were-away"]
+    finally:
+        again.stop()
+
+
+NODE_SCRIPT = """
+import sys, time, threading
+from pydantic import SecretStr
+from homesec.bus import MqttBus
+from homesec.settings import MqttSettings
+s = MqttSettings(host="127.0.0.1", port=int(sys.argv[1]), username="recognizer",
+                 password=SecretStr(sys.argv[2]), keepalive_s=5)
+bus = MqttBus(s, node="recognizer/victim")
+def slow(msg):
+    print("GOT", msg.payload.decode(), flush=True)
+    time.sleep(3600)  # dies here, mid-work, before the ack
+bus.subscribe(bus.topics.shared_snapshots, slow)
+bus.start()
+bus.wait_connected(10)
+print("READY", flush=True)
+time.sleep(3600)
+"""
+
+
+def _spawn_node(broker: Broker) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", NODE_SCRIPT, str(broker.port), broker.files.passwords["recognizer"]],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "READY"
+    return proc
+
+
+def test_killed_node_goes_offline_and_unacked_work_is_redelivered(broker: Broker) -> None:
+    watch = Collector(broker, T.available("recognizer/victim"))
+    proc = _spawn_node(broker)
+    try:
+        watch.wait_for(lambda m: m.payload == b"online")
+        cam = broker.bus(Role.CAMERA, "camera/door")
+        cam.start()
+        assert cam.wait_connected(10)
+        assert cam.publish_confirmed(T.snapshot("door"), b"snap-1")
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "GOT snap-1"
+        os.kill(proc.pid, signal.SIGKILL)  # crash mid-work: no ack was sent
+        proc.wait(10)
+        watch.wait_for(lambda m: m.payload == b"offline")
+
+        redelivered = threading.Event()
+        heir = broker.bus(Role.RECOGNIZER, "recognizer/victim")  # same client id: same session
+        heir.subscribe(T.shared_snapshots, lambda m: redelivered.set() if m.payload == b"snap-1" else None)
+        heir.start()
+        assert redelivered.wait(10), "the message being worked on when the node died was lost"
+        heir.stop()
+        cam.stop()
+    finally:
+        proc.kill()
+        watch.close()
+
+
+def test_clean_exit_says_stopped(broker: Broker) -> None:
+    watch = Collector(broker, T.available("notifier/clean"))
+    node = broker.bus(Role.NOTIFIER, "notifier/clean")
+    node.start()
+    watch.wait_for(lambda m: m.payload == b"online")
+    node.stop()
+    watch.wait_for(lambda m: m.payload == b"stopped")
+    watch.close()
+
+
+def test_raising_handler_and_bad_payload_are_reported_and_later_messages_still_handled(
+    broker: Broker,
+) -> None:
+    handled: list[str] = []
+    done = threading.Event()
+
+    def on_train(msg: Message) -> None:
+        req = parse(TrainRequest, msg.payload)  # ContractError on bad JSON -> error topic
+        if req.label == "boom":
+            raise RuntimeError("exploded")
+        handled.append(req.label)
+        done.set()
+
+    errors = Collector(broker, T.error("recognizer/errs"))
+    node = broker.bus(Role.RECOGNIZER, "recognizer/errs")
+    node.subscribe(T.train, on_train)
+    node.start()
+    assert node.wait_connected(10)
+    time.sleep(0.2)
+    admin = broker.bus(Role.ADMIN, "admin/test")
+    admin.start()
+    assert admin.wait_connected(10)
+    try:
+        admin.publish(T.train, b"{not json")
+        admin.publish(T.train, TrainRequest(label="boom", image_b64=""))
+        admin.publish(T.train, TrainRequest(label="alice", image_b64=""))
+        assert done.wait(10)
+        assert handled == ["alice"]
+        first = json.loads(errors.topic(T.error("recognizer/errs")).payload)
+        second = json.loads(errors.topic(T.error("recognizer/errs")).payload)
+        assert first["error"] == "bad_payload" and "not JSON" in first["detail"]
+        assert first["topic"] == T.train and first["v"] == 1
+        assert second["error"] == "handler_failed" and "exploded" in second["detail"]
+    finally:
+        admin.stop()
+        node.stop()
+        errors.close()
+
+
+def test_node_reconnects_after_the_broker_restarts(fresh_broker: Broker) -> None:
+    node = fresh_broker.bus(Role.CAMERA, "camera/door")
+    node.start()
+    assert node.wait_connected(10)
+    fresh_broker.stop()
+    deadline = time.monotonic() + 10
+    while node.connected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not node.connected
+    assert not node.publish_confirmed(T.motion("door"), b"{}", timeout=1)
+    fresh_broker.start()
+    assert node.wait_connected(15)
+    assert node.publish_confirmed(T.motion("door"), b"{}")
+    node.stop()
