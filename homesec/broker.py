@@ -162,7 +162,8 @@ def ensure_passwords(secrets_dir: Path, roles: tuple[Role, ...] = NODE_ROLES) ->
 def write_password_file(path: Path, passwords: dict[str, str]) -> None:
     body = "".join(f"{user}:{hash_password(pw)}\n" for user, pw in sorted(passwords.items()))
     write_atomic(path, body.encode())
-    os.chmod(path, 0o644 if os.geteuid() == 0 else 0o600)
+    # Hashes only; readable so a broker running as its own user (the docker image's uid 1883) can load it.
+    os.chmod(path, 0o644)
 
 
 def free_port() -> int:

@@ -153,8 +153,10 @@ class MqttBus:
         node: str,
         client_id: str | None = None,
         persistent: bool = True,
+        announce: bool = True,
     ) -> None:
         self.node = node
+        self._announce = announce  # availability + last will; off for short-lived CLI clients
         self.topics = Topics(settings.prefix)
         self.settings = settings
         self._persistent = persistent
@@ -188,7 +190,8 @@ class MqttBus:
                 cert_reqs=ssl.CERT_REQUIRED,
             )
             client.tls_insecure_set(s.tls.insecure)
-        client.will_set(self.topics.available(self.node), Availability.OFFLINE.value, qos=1, retain=True)
+        if self._announce:
+            client.will_set(self.topics.available(self.node), Availability.OFFLINE.value, qos=1, retain=True)
         client.reconnect_delay_set(s.reconnect_min_s, s.reconnect_max_s)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -221,7 +224,7 @@ class MqttBus:
         self._client.loop_start()
 
     def stop(self) -> None:
-        if self._connected.is_set():
+        if self._connected.is_set() and self._announce:
             info = self._client.publish(
                 self.topics.available(self.node), Availability.STOPPED.value, qos=1, retain=True
             )
@@ -251,7 +254,8 @@ class MqttBus:
         log.info("connected to %s:%s as %s", self.settings.host, self.settings.port, self.node)
         for topic_filter, _handler in self._dispatcher.routes:
             client.subscribe(topic_filter, qos=1)
-        client.publish(self.topics.available(self.node), Availability.ONLINE.value, qos=1, retain=True)
+        if self._announce:
+            client.publish(self.topics.available(self.node), Availability.ONLINE.value, qos=1, retain=True)
         self._connected.set()
         for hook in self._connect_hooks:
             try:

@@ -137,7 +137,9 @@ def cmd_labels(args: argparse.Namespace) -> int:
 
 def cmd_forget(args: argparse.Namespace) -> int:
     result = _gallery(args, op="delete_label", label=check_label(args.label))
-    print(f"forgot {args.label!r} ({result.removed} enrollments)" if result.ok else f"refused: {result.reason}")
+    print(
+        f"forgot {args.label!r} ({result.removed} enrollments)" if result.ok else f"refused: {result.reason}"
+    )
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
@@ -150,7 +152,10 @@ def cmd_rename(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     with _remote(args) as remote:
         t = remote.topics
-        nodes = {m.topic[len(t.prefix) + 1 : -len("/available")]: m.payload.decode() for m in remote.retained(t.all_available)}
+        nodes = {
+            m.topic[len(t.prefix) + 1 : -len("/available")]: m.payload.decode()
+            for m in remote.retained(t.all_available)
+        }
         gallery = remote.retained(t.gallery, settle=0.1)
         armed = remote.retained(t.armed, settle=0.1)
     status: dict[str, object] = {"nodes": nodes}
@@ -198,6 +203,13 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         print(json.dumps(config.model_dump(mode="json"), indent=2))
     else:
         print("configuration is valid")
+    return EXIT_OK
+
+
+def cmd_config_render(args: argparse.Namespace) -> int:
+    from homesec.config_doc import render_example, render_table
+
+    print(render_example() if args.cfg == "example" else render_table(), end="")
     return EXIT_OK
 
 
@@ -262,10 +274,14 @@ def build_parser() -> argparse.ArgumentParser:
     capture = remote("capture", "take a snapshot burst now", cmd_capture)
     capture.add_argument("camera", nargs="?", default="door")
 
-    cfg = sub.add_parser("config", help="validate the configuration").add_subparsers(dest="cfg", required=True)
+    cfg = sub.add_parser("config", help="validate the configuration").add_subparsers(
+        dest="cfg", required=True
+    )
     check = cfg.add_parser("check", help="validate and report the first bad key")
     check.add_argument("--show", action="store_true", help="print the effective configuration")
     check.set_defaults(func=cmd_config_check)
+    cfg.add_parser("example", help="print a commented example config").set_defaults(func=cmd_config_render)
+    cfg.add_parser("table", help="print the configuration reference").set_defaults(func=cmd_config_render)
     return parser
 
 

@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
@@ -201,6 +201,10 @@ class Topics:
     def delivered(self) -> str:
         return f"{self.prefix}/notifier/delivered"
 
+    def reply(self, role: str, client: str) -> str:
+        """MQTT v5 response topic for a requester (the ACL lets the recognizer answer only here)."""
+        return f"{self.prefix}/reply/{role}/{client}"
+
     def label_from_train_raw(self, topic: str) -> str:
         head = self.train + "/"
         if not topic.startswith(head):
@@ -249,12 +253,6 @@ def parse(model: type[P], raw: bytes | str) -> P:
             f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()
         )
         raise ContractError(f"invalid {model.__name__}: {problems}") from None
-
-
-class AvailabilityNote(BaseModel):
-    """Availability is a plain word (online/offline/stopped), not JSON, as Home Assistant expects."""
-
-    WORDS: ClassVar[tuple[str, ...]] = tuple(a.value for a in Availability)
 
 
 class ErrorReport(Payload):

@@ -25,9 +25,15 @@ class RemoteClient:
     def __init__(self, config: Config, role: Role = Role.ADMIN, connect_timeout: float = 10.0) -> None:
         settings = mqtt_for_role(config, role)
         self.client_id = f"homesec-cli-{new_id()[:8]}"
-        self.bus = MqttBus(settings, node=f"cli/{self.client_id[-8:]}", client_id=self.client_id, persistent=False)
+        self.bus = MqttBus(
+            settings,
+            node=f"cli/{self.client_id[-8:]}",
+            client_id=self.client_id,
+            persistent=False,
+            announce=False,
+        )
         self.topics = self.bus.topics
-        self.reply_topic = f"{self.topics.prefix}/reply/{role}/{self.client_id}"
+        self.reply_topic = self.topics.reply(str(role), self.client_id)
         self._inbox: queue.Queue[Message] = queue.Queue()
         self._connect_timeout = connect_timeout
         self._settings = settings
@@ -51,8 +57,15 @@ class RemoteClient:
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
         self.bus.stop()
 
-    def request(self, topic: str, payload: Payload | bytes, answer: type[R], request_id: str,
-                timeout: float = 30.0, user_properties: dict[str, str] | None = None) -> R:
+    def request(
+        self,
+        topic: str,
+        payload: Payload | bytes,
+        answer: type[R],
+        request_id: str,
+        timeout: float = 30.0,
+        user_properties: dict[str, str] | None = None,
+    ) -> R:
         """Publish and wait for the answer carrying `request_id` (on our reply topic)."""
         self.bus.publish(
             topic,

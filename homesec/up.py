@@ -1,0 +1,205 @@
+"""`homesec up`: the whole system on one machine, for trying it out and for development.
+
+Starts a mosquitto of its own with the project's config (passwords created in the data dir on the first
+run; a free port, since a system broker often holds 1883), the recognizer, the notifier and a camera
+(a replay of the demo photos unless configured otherwise), each as its own process, enrolls the demo
+owner, prints what happens on the bus, and stops everything cleanly on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from homesec.broker import MosquittoProcess, free_port, port_open, prepare_local_broker
+from homesec.bus import Message, MqttBus
+from homesec.config import Config, load_config, mqtt_for_role, telegram_token
+from homesec.contract import META_PROPERTY, Role, Topics
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO = REPO / "demo"
+PREFERRED_PORT = 18830
+NODES = {"recognizer": "recognizer_node", "notifier": "notifier_node", "camera": "camera_node"}
+
+
+def pick_port(wanted: int | None) -> int:
+    if wanted:
+        if port_open("127.0.0.1", wanted):
+            raise OSError(f"port {wanted} is taken; choose another with --port")
+        return wanted
+    return PREFERRED_PORT if not port_open("127.0.0.1", PREFERRED_PORT) else free_port()
+
+
+def _short(face: dict[str, object]) -> str:
+    label = face.get("label") or "unknown"
+    sim = face.get("similarity")
+    why = f" ({face['rejected']})" if face.get("rejected") else ""
+    return f"{label} {sim:.2f}{why}" if isinstance(sim, float) else f"{label}{why}"
+
+
+def describe(topics: Topics, msg: Message) -> str | None:
+    """One human line for a bus message, or None for the ones not worth printing."""
+    rel = msg.topic[len(topics.prefix) + 1 :]
+    parts = rel.split("/")
+    try:
+        body = json.loads(msg.user_properties.get(META_PROPERTY) or msg.payload or b"null")
+    except (ValueError, UnicodeDecodeError):
+        body = None
+    if parts[-1] == "available":
+        return f"[{'/'.join(parts[:-1])}] {msg.payload.decode(errors='replace')}"
+    if not isinstance(body, dict):
+        return None
+    if parts[-1] == "error":
+        return f"[{body.get('node')}] ERROR {body.get('error')} on {body.get('topic')}: {body.get('detail')}"
+    if parts[0] == "camera" and parts[-1] == "motion":
+        return f"[camera {parts[1]}] motion {body['state']} ({body['trigger']})"
+    if parts[0] == "camera" and parts[-1] == "snapshot":
+        kb = len(msg.payload) // 1024
+        return f"[camera {parts[1]}] snapshot {body['seq'] + 1}/{body['burst']} {body['width']}x{body['height']} {kb} KB"
+    if parts[:2] == ["recognizer", "result"]:
+        faces = ", ".join(_short(f) for f in body["faces"]) or "no face"
+        total = body.get("timings_ms", {}).get("total")
+        took = f" in {total:.0f} ms" if isinstance(total, float | int) else ""
+        return f"[recognizer] {parts[2]} #{body['seq'] + 1}: {faces} -> {body['verdict'].upper()}{took}"
+    if parts[:2] == ["recognizer", "alert"]:
+        return f"[recognizer] alert for {parts[2]}: {body['verdict']} ({len(msg.payload) // 1024} KB photo)"
+    if rel == "recognizer/train/result":
+        ok = f"enrolled {body['label']!r}" if body["ok"] else f"refused {body['label']!r}: {body['reason']}"
+        return f"[recognizer] training: {ok}"
+    if rel == "notifier/delivered":
+        where = f"Telegram chat {body['chat_id']}" if body["channel"] == "telegram" else "the outbox"
+        return f"[notifier] alert {body['event_id'][:8]} from {body['camera']} sent to {where}"
+    if rel == "notifier/armed":
+        return f"[notifier] {'armed' if body['armed'] else 'disarmed'}"
+    return None
+
+
+class Supervisor:
+    """Runs the node processes, restarts one that dies (with a pause), stops them all on request."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path, config_path: Path | None) -> None:
+        self.env, self.log_dir, self.config_path = env, log_dir, config_path
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.stopping = False
+
+    def spawn(self, name: str) -> None:
+        cmd = [sys.executable, "-m", NODES[name]]
+        if self.config_path:
+            cmd += ["--config", str(self.config_path)]
+        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - kept open for the child
+        self.procs[name] = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=log, cwd=os.getcwd())
+
+    def watch(self) -> None:
+        for name, proc in list(self.procs.items()):
+            code = proc.poll()
+            if code is not None and not self.stopping:
+                print(f"[up] {name} exited with code {code}; see {self.log_dir / (name + '.log')}", flush=True)
+                if code == 2:  # bad config or missing models: restarting will not help
+                    raise SystemExit(f"{name} cannot start; fix the problem above and run again")
+                time.sleep(2)
+                self.spawn(name)
+
+    def stop(self) -> None:
+        self.stopping = True
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _node_env(config: Config, port: int, data_dir: Path, config_path: Path | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        HOMESEC_MQTT__HOST="127.0.0.1",
+        HOMESEC_MQTT__PORT=str(port),
+        HOMESEC_DATA_DIR=str(data_dir),
+        PYTHONUNBUFFERED="1",
+    )
+    if config.camera.source == "replay" and config.camera.replay.dir is None:
+        env["HOMESEC_CAMERA__REPLAY__DIR"] = str(DEMO / "camera")
+        env.setdefault("HOMESEC_CAMERA__REPLAY__FPS", "2")
+    return env
+
+
+def _enroll_demo_owner(config: Config, port: int, data_dir: Path) -> None:
+    from homesec.contract import GalleryCommand, GalleryResult, TrainRequest, TrainResult
+    from homesec.remote import RemoteClient
+
+    photos = sorted((DEMO / "enroll").glob("*.jpg"))
+    if not photos:
+        return
+    cfg = config.model_copy(update={"data_dir": data_dir, "mqtt": config.mqtt.model_copy(update={"port": port})})
+    import base64
+
+    with RemoteClient(cfg) as remote:
+        cmd = GalleryCommand(op="list")
+        labels = remote.request(remote.topics.gallery_cmd, cmd, GalleryResult, cmd.request_id, 60).labels
+        if labels:
+            print(f"[up] enrolled already: {', '.join(sorted(labels))}", flush=True)
+            return
+        for photo in photos:
+            req = TrainRequest(label="owner", image_b64=base64.b64encode(photo.read_bytes()).decode(), source="demo")
+            remote.request(remote.topics.train, req, TrainResult, req.request_id, 60)
+
+
+def run_up(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    data_dir = config.data_dir.resolve()
+    port = pick_port(args.port)
+    files = prepare_local_broker(data_dir, port, prefix=config.mqtt.prefix)
+    (data_dir / "broker" / "port").write_text(f"{port}\n")
+    log_dir = data_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    broker = MosquittoProcess(files.conf, port, log_dir / "mosquitto.log")
+    broker.start()
+    print(f"[up] mosquitto on 127.0.0.1:{port} (config {files.conf}); node logs in {log_dir}", flush=True)
+    if args.demo_dir:
+        os.environ["HOMESEC_CAMERA__REPLAY__DIR"] = str(args.demo_dir.resolve())
+    sup = Supervisor(_node_env(config, port, data_dir, args.config), log_dir, args.config)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    viewer = MqttBus(
+        mqtt_for_role(config.model_copy(update={"data_dir": data_dir}), Role.VIEWER).model_copy(
+            update={"host": "127.0.0.1", "port": port}
+        ),
+        node="up/viewer",
+        persistent=False,
+        announce=False,
+    )
+    topics = viewer.topics
+    viewer.subscribe(f"{topics.prefix}/#", lambda m: print(line, flush=True) if (line := describe(topics, m)) else None)
+    viewer.start()
+    try:
+        for name in NODES:
+            sup.spawn(name)
+        where = "Telegram" if telegram_token(config) else f"the outbox {data_dir / 'outbox'} (no Telegram token set)"
+        print(f"[up] alerts go to {where}; Ctrl-C stops everything", flush=True)
+        if not args.no_enroll:
+            threading.Thread(target=_enroll_quietly, args=(config, port, data_dir), daemon=True).start()
+        while not stop.wait(1):
+            sup.watch()
+    finally:
+        print("[up] stopping", flush=True)
+        sup.stop()
+        viewer.stop()
+        broker.stop()
+    return 0
+
+
+def _enroll_quietly(config: Config, port: int, data_dir: Path) -> None:
+    try:
+        _enroll_demo_owner(config, port, data_dir)
+    except Exception as exc:  # the demo goes on without an owner; say why
+        print(f"[up] could not enroll the demo owner: {exc}", flush=True)
