@@ -13,6 +13,7 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from homesec.broker import render_acl, render_conf
 from homesec.config import Config, ConfigError, load_config
@@ -31,6 +32,9 @@ from homesec.contract import (
     parse,
 )
 
+if TYPE_CHECKING:
+    from homesec.remote import RemoteClient
+
 log = logging.getLogger("homesec")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_ANSWER = 0, 1, 2, 3
@@ -46,7 +50,7 @@ def _config(args: argparse.Namespace) -> Config:
     return load_config(args.config)
 
 
-def _remote(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _remote(args: argparse.Namespace) -> RemoteClient:
     from homesec.remote import RemoteClient
 
     return RemoteClient(_config(args))
@@ -118,7 +122,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _gallery(args: argparse.Namespace, **fields: object) -> GalleryResult:
-    cmd = GalleryCommand(request_id=new_id(), **fields)  # type: ignore[arg-type]
+    cmd = GalleryCommand.model_validate({"request_id": new_id(), **fields})
     with _remote(args) as remote:
         return remote.request(remote.topics.gallery_cmd, cmd, GalleryResult, cmd.request_id, args.timeout)
 

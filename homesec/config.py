@@ -14,13 +14,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from camera_node.settings import CameraSettings
-from notifier_node.settings import NotifierSettings
 from pydantic import Field, SecretStr, ValidationError
-from recognizer_node.settings import RecognizerSettings
 
+from camera_node.settings import CameraSettings
 from homesec.contract import Role
 from homesec.settings import LogSettings, MqttSettings, Section
+from notifier_node.settings import NotifierSettings
+from recognizer_node.settings import RecognizerSettings
 
 ENV_PREFIX = "HOMESEC_"
 SECRET_ENV = {

@@ -68,7 +68,7 @@ def render_example(config: Config | None = None) -> str:
         if info.description:
             lines.append(f"# {info.description}")
         rendered = _toml_value(value)
-        if (path[:1] + (key,)) in SECRET_KEYS:
+        if ((*path[:1], key)) in SECRET_KEYS:
             lines.append(f"# {key}: from the environment only")
         elif rendered is None:
             lines.append(f"# {key} = ...")

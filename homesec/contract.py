@@ -228,7 +228,7 @@ class Payload(BaseModel):
     """Base of every JSON payload: strict (unknown fields refused), versioned, timestamped."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    v: Literal[1] = SCHEMA_VERSION
+    v: Literal[1] = 1  # SCHEMA_VERSION
     ts: str = Field(default_factory=utc_now)
 
     def to_json(self) -> bytes:

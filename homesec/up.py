@@ -100,7 +100,9 @@ class Supervisor:
         for name, proc in list(self.procs.items()):
             code = proc.poll()
             if code is not None and not self.stopping:
-                print(f"[up] {name} exited with code {code}; see {self.log_dir / (name + '.log')}", flush=True)
+                print(
+                    f"[up] {name} exited with code {code}; see {self.log_dir / (name + '.log')}", flush=True
+                )
                 if code == 2:  # bad config or missing models: restarting will not help
                     raise SystemExit(f"{name} cannot start; fix the problem above and run again")
                 time.sleep(2)
@@ -139,7 +141,9 @@ def _enroll_demo_owner(config: Config, port: int, data_dir: Path) -> None:
     photos = sorted((DEMO / "enroll").glob("*.jpg"))
     if not photos:
         return
-    cfg = config.model_copy(update={"data_dir": data_dir, "mqtt": config.mqtt.model_copy(update={"port": port})})
+    cfg = config.model_copy(
+        update={"data_dir": data_dir, "mqtt": config.mqtt.model_copy(update={"port": port})}
+    )
     import base64
 
     with RemoteClient(cfg) as remote:
@@ -149,7 +153,9 @@ def _enroll_demo_owner(config: Config, port: int, data_dir: Path) -> None:
             print(f"[up] enrolled already: {', '.join(sorted(labels))}", flush=True)
             return
         for photo in photos:
-            req = TrainRequest(label="owner", image_b64=base64.b64encode(photo.read_bytes()).decode(), source="demo")
+            req = TrainRequest(
+                label="owner", image_b64=base64.b64encode(photo.read_bytes()).decode(), source="demo"
+            )
             remote.request(remote.topics.train, req, TrainResult, req.request_id, 60)
 
 
@@ -179,12 +185,18 @@ def run_up(args: argparse.Namespace) -> int:
         announce=False,
     )
     topics = viewer.topics
-    viewer.subscribe(f"{topics.prefix}/#", lambda m: print(line, flush=True) if (line := describe(topics, m)) else None)
+    viewer.subscribe(
+        f"{topics.prefix}/#", lambda m: print(line, flush=True) if (line := describe(topics, m)) else None
+    )
     viewer.start()
     try:
         for name in NODES:
             sup.spawn(name)
-        where = "Telegram" if telegram_token(config) else f"the outbox {data_dir / 'outbox'} (no Telegram token set)"
+        where = (
+            "Telegram"
+            if telegram_token(config)
+            else f"the outbox {data_dir / 'outbox'} (no Telegram token set)"
+        )
         print(f"[up] alerts go to {where}; Ctrl-C stops everything", flush=True)
         if not args.no_enroll:
             threading.Thread(target=_enroll_quietly, args=(config, port, data_dir), daemon=True).start()
