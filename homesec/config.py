@@ -8,6 +8,7 @@ Overrides use double underscores for nesting: `HOMESEC_MQTT__PORT=1884`,
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -61,12 +62,22 @@ def _read_secret_file(path: Path, what: str) -> str:
         raise ConfigError(f"{what}: cannot read {path}: {exc.strerror}") from None
 
 
+def _env_value(value: str) -> Any:
+    """Lists and tables from the environment are JSON (`[1920, 1080]`); the rest stays text for pydantic."""
+    if value.strip()[:1] in ("[", "{"):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value  # pydantic names the key and says what it wanted
+    return value
+
+
 def _env_overrides(tree: dict[str, Any], env: Mapping[str, str]) -> None:
     for name, value in env.items():
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
         path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
-        _set_path(tree, path, value)
+        _set_path(tree, path, _env_value(value))
     for name, (section, key) in SECRET_ENV.items():
         if env.get(name):
             _set_path(tree, [section, key], env[name])

@@ -64,7 +64,9 @@ class Collector:
         self.messages: queue.Queue[Message] = queue.Queue()
         self.seen: list[Message] = []
         self._lock = threading.Lock()
-        self.bus = MqttBus(broker.settings(role), node=f"test/collector{id(self)}", persistent=False)
+        self.bus = MqttBus(
+            broker.settings(role), node=f"test/collector{id(self)}", persistent=False, announce=False
+        )
         for f in topic_filters:
             self.bus.subscribe(f, self._on)
         self.bus.start()

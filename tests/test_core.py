@@ -102,6 +102,10 @@ def test_config_env_overrides_and_clear_errors(tmp_path: Path) -> None:
     cfg.write_text('[mqtt]\nport = 1884\nprefix = "house"\n')
     c = load_config(cfg, env={"HOMESEC_MQTT__HOST": "broker.lan", "HOMESEC_DATA_DIR": str(tmp_path)})
     assert (c.mqtt.host, c.mqtt.port, c.mqtt.prefix, c.data_dir) == ("broker.lan", 1884, "house", tmp_path)
+    c = load_config(cfg, env={"HOMESEC_CAMERA__RESOLUTION": "[1280, 720]"})
+    assert c.camera.resolution == (1280, 720)
+    with pytest.raises(ConfigError, match=r"camera\.resolution"):
+        load_config(cfg, env={"HOMESEC_CAMERA__RESOLUTION": "[1280"})
     with pytest.raises(ConfigError, match=r"mqtt\.port"):
         load_config(cfg, env={"HOMESEC_MQTT__PORT": "99999"})
     with pytest.raises(ConfigError, match=r"mqtt\.prefix"):

@@ -1,0 +1,256 @@
+"""The Telegram bot: a getUpdates long-polling thread that turns chat commands into bus messages.
+
+Only chats in `allowed_chat_ids` are obeyed. Everything the bot says goes through the Replier's
+thread, so a slow Telegram never stalls command handling, and answers from the recognizer (training,
+gallery edits) come back through `PendingRequests`, matched by request_id.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from homesec.bus import Bus
+from homesec.contract import (
+    ArmedState,
+    CaptureCommand,
+    ContractError,
+    GalleryCommand,
+    check_id,
+    check_label,
+)
+
+from .enroll import Enroller
+from .policy import backoff_delay
+from .replies import PendingRequests, Replier
+from .settings import NotifierSettings
+from .store import AlertStore, OffsetStore
+from .telegram import BotApi, PermanentError, TelegramError
+
+log = logging.getLogger(__name__)
+
+HELP = """🏠 homesec bot
+/status – armed state, nodes online, people known
+/arm, /disarm – switch alerts on or off
+/snapshot [camera] – take a photo now
+/labels – people the recognizer knows
+/forget <name> – remove a person from the gallery
+/train <name> – as the caption of a photo, or as a reply to an alert photo
+Alerts carry an "Enroll this person" button: tap it and reply with the name."""
+
+Command = Callable[[BotApi, dict[str, Any], str], None]
+
+
+class Household(Protocol):
+    """What the bot asks the rest of the notifier (NotifierService implements it)."""
+
+    def armed(self) -> ArmedState: ...
+    def set_armed(self, armed: bool, by: str) -> None: ...
+    def nodes(self) -> dict[str, str]: ...
+    def labels(self) -> dict[str, int] | None: ...
+    def queue_info(self) -> str: ...
+
+
+def parse_command(text: str) -> tuple[str, str] | None:
+    """('train', 'Alice') for '/train@homesec_bot Alice'; None when `text` is not a command."""
+    if not text.startswith("/"):
+        return None
+    head, _, rest = text[1:].partition(" ")
+    name = head.split("@", 1)[0].lower()
+    return (name, rest.strip()) if name else None
+
+
+class Bot:
+    def __init__(
+        self,
+        api_factory: Callable[[], BotApi],
+        settings: NotifierSettings,
+        bus: Bus,
+        household: Household,
+        replier: Replier,
+        pending: PendingRequests,
+        alerts: AlertStore,
+        offsets: OffsetStore,
+    ) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.household = household
+        self.replier = replier
+        self.pending = pending
+        self.alerts = alerts
+        self.offsets = offsets
+        self._api_factory = api_factory
+        self.enroller = Enroller(bus, replier, pending, alerts, settings.reply_timeout_s)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.offset = offsets.load()
+        # `/search` (issue 7) registers here: self.commands["search"] = ...
+        self.commands: dict[str, Command] = {
+            "start": self._help,
+            "help": self._help,
+            "status": self._status,
+            "arm": lambda api, m, a: self._arm(m, True),
+            "disarm": lambda api, m, a: self._arm(m, False),
+            "snapshot": self._snapshot,
+            "labels": self._labels,
+            "forget": self._forget,
+            "train": lambda api, m, a: self.enroller.train(api, m, a),
+        }
+
+    # -- lifecycle
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="notifier-bot", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        # A long poll may stay open up to poll_timeout_s: do not hold shutdown for it. The thread is a
+        # daemon and handles nothing more once stopped (unconfirmed updates are fetched again next run).
+        if self._thread is not None:
+            self._thread.join(timeout=0.2)
+
+    def _run(self) -> None:
+        api = self._api_factory()
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                updates = api.get_updates(self.offset, self.settings.poll_timeout_s)
+            except TelegramError as exc:
+                failures += 1
+                delay = backoff_delay(failures, self.settings.retry_min_s, self.settings.retry_max_s)
+                level = logging.ERROR if isinstance(exc, PermanentError) else logging.WARNING
+                log.log(level, "getUpdates failed (%s); retrying in %.1f s", exc, delay)
+                self._stop.wait(delay)
+                continue
+            failures = 0
+            for update in updates:
+                if self._stop.is_set():
+                    break
+                self.offset = max(self.offset or 0, int(update.get("update_id", 0)) + 1)
+                self.handle(api, update)
+            if updates:
+                self.offsets.save(self.offset or 0)
+        api.close()
+
+    # -- dispatch
+    def handle(self, api: BotApi, update: dict[str, Any]) -> None:
+        try:
+            if isinstance(cb := update.get("callback_query"), dict):
+                self._callback(cb)
+            elif isinstance(msg := update.get("message"), dict):
+                self._message(api, msg)
+        except Exception:  # one odd update must not stop the bot
+            log.exception("could not handle update %s", update.get("update_id"))
+
+    def allowed(self, chat: int | None) -> bool:
+        return chat is not None and chat in self.settings.allowed_chat_ids
+
+    def _refuse(self, chat: int, who: dict[str, Any] | None) -> None:
+        name = (who or {}).get("username") or (who or {}).get("first_name") or "?"
+        log.warning("refused a message from chat %s (%s): not in notifier.allowed_chat_ids", chat, name)
+        self.replier.say(
+            chat, f"⛔ This is a private bot. Your chat id is {chat}; ask its owner to allow it."
+        )
+
+    def _message(self, api: BotApi, msg: dict[str, Any]) -> None:
+        chat = (msg.get("chat") or {}).get("id")
+        if not isinstance(chat, int):
+            return
+        if not self.allowed(chat):
+            self._refuse(chat, msg.get("from"))
+            return
+        text = str(msg.get("text") or msg.get("caption") or "").strip()
+        command = parse_command(text)
+        if command is None and self.enroller.answer_prompt(msg, text):
+            return
+        if command is None:
+            if text:
+                self.replier.say(
+                    chat, "I only understand commands. /help lists them.", reply_to=msg.get("message_id")
+                )
+            return
+        handler = self.commands.get(command[0])
+        if handler is None:
+            self.replier.say(chat, f"Unknown command /{command[0]}. /help lists them.")
+            return
+        handler(api, msg, command[1])
+
+    # -- commands
+    def _help(self, api: BotApi, msg: dict[str, Any], arg: str) -> None:
+        self.replier.say(msg["chat"]["id"], HELP)
+
+    def _status(self, api: BotApi, msg: dict[str, Any], arg: str) -> None:
+        state = self.household.armed()
+        lines = [f"{'🛡 Armed' if state.armed else '💤 Disarmed'} (by {state.by})"]
+        nodes = self.household.nodes()
+        lines += [f"{'🟢' if s == 'online' else '🔴'} {n}: {s}" for n, s in sorted(nodes.items())] or [
+            "No node has reported yet."
+        ]
+        labels = self.household.labels()
+        lines.append("Gallery: unknown yet" if labels is None else f"Gallery: {len(labels)} people")
+        lines.append(self.household.queue_info())
+        self.replier.say(msg["chat"]["id"], "\n".join(lines))
+
+    def _arm(self, msg: dict[str, Any], armed: bool) -> None:
+        who = (msg.get("from") or {}).get("username") or msg["chat"]["id"]
+        self.household.set_armed(armed, f"telegram:{who}")
+        self.replier.say(msg["chat"]["id"], "🛡 Armed: alerts are on." if armed else "💤 Disarmed: no alerts.")
+
+    def _snapshot(self, api: BotApi, msg: dict[str, Any], arg: str) -> None:
+        chat = msg["chat"]["id"]
+        try:
+            cameras = [check_id(arg, "camera")] if arg else self._online_cameras()
+        except ContractError as exc:
+            self.replier.say(chat, f"❌ {exc}")
+            return
+        if not cameras:
+            self.replier.say(chat, "No camera is online. Try /snapshot <camera>.")
+            return
+        for cam in cameras:
+            self.bus.publish(self.bus.topics.camera_cmd_capture(cam), CaptureCommand())
+        self.replier.say(
+            chat, f"📸 Capture requested from {', '.join(cameras)}; unknown faces come back as alerts."
+        )
+
+    def _online_cameras(self) -> list[str]:
+        return sorted(
+            n.split("/", 1)[1]
+            for n, s in self.household.nodes().items()
+            if n.startswith("camera/") and s == "online"
+        )
+
+    def _labels(self, api: BotApi, msg: dict[str, Any], arg: str) -> None:
+        labels = self.household.labels()
+        if labels is None:
+            text = "The recognizer has not published its gallery yet."
+        elif not labels:
+            text = "No one is enrolled yet. Send a photo with the caption /train <name>."
+        else:
+            text = "Known people:\n" + "\n".join(
+                f"• {k} ({n} photo{'s' if n != 1 else ''})" for k, n in sorted(labels.items())
+            )
+        self.replier.say(msg["chat"]["id"], text)
+
+    def _forget(self, api: BotApi, msg: dict[str, Any], arg: str) -> None:
+        chat = msg["chat"]["id"]
+        try:
+            cmd = GalleryCommand(op="delete_label", label=check_label(arg))
+        except (ContractError, ValueError) as exc:
+            self.replier.say(chat, f"Usage: /forget <name>. {exc}")
+            return
+        self.pending.add(
+            cmd.request_id, chat, msg["message_id"], f"forgetting {cmd.label}", self.settings.reply_timeout_s
+        )
+        self.bus.publish(self.bus.topics.gallery_cmd, cmd)
+
+    # -- inline buttons
+    def _callback(self, cb: dict[str, Any]) -> None:
+        chat = ((cb.get("message") or {}).get("chat") or {}).get("id")
+        if not self.allowed(chat):
+            log.warning("refused a button press from %s in chat %s", (cb.get("from") or {}).get("id"), chat)
+            self.replier.answer_callback(str(cb.get("id")), "⛔ Not allowed")
+            return
+        assert isinstance(chat, int)
+        self.enroller.button(cb, chat)

@@ -1,0 +1,49 @@
+"""Alert captions: what was seen, where, when (local time), and who it looked most like."""
+
+from __future__ import annotations
+
+from datetime import datetime, tzinfo
+
+from homesec.contract import Alert, Face, Verdict
+
+from .telegram import CAPTION_LIMIT, clip
+
+HEADLINES = {
+    Verdict.UNKNOWN: "🚨 Unknown person",
+    Verdict.NO_FACE: "👀 Motion, no usable face",
+    Verdict.KNOWN: "Known person",
+}
+
+
+def local_time(ts: str, zone: tzinfo | None) -> str:
+    """`ts` (UTC ISO-8601) in `zone` (None: the system's local zone), or `ts` itself if unparsable."""
+    try:
+        moment = datetime.fromisoformat(ts)
+    except ValueError:
+        return ts
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+
+
+def _face_line(face: Face) -> str:
+    if face.label is not None:
+        return f"• known: {face.label} ({face.similarity or 0:.2f})"
+    if face.rejected:
+        return f"• face not used: {face.rejected}"
+    closest = face.closest or (None if face.similarity is None else "?")
+    if closest is None:
+        return "• unknown face (gallery empty)"
+    return f"• unknown face, closest: {closest} ({face.similarity or 0:.2f})"
+
+
+def build_caption(alert: Alert, zone: tzinfo | None = None, grouped: int = 1) -> str:
+    lines = [
+        f"{HEADLINES[alert.verdict]} at {alert.camera}",
+        f"🕒 {local_time(alert.snapshot_ts, zone)}",
+    ]
+    faces = sorted(alert.faces, key=lambda f: (f.label is not None, f.rejected is not None))
+    lines += [_face_line(f) for f in faces[:10]]
+    if len(faces) > 10:
+        lines.append(f"• … and {len(faces) - 10} more faces")
+    if grouped > 1:
+        lines.append(f"📷 +{grouped - 1} more photo{'s' if grouped > 2 else ''} of this visit")
+    return clip("\n".join(lines), CAPTION_LIMIT)

@@ -1,0 +1,149 @@
+"""Everything the bot says goes through one sender thread, so neither the command loop nor the bus
+handlers ever wait on Telegram; the same thread times out requests the recognizer never answered."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .policy import Clock, RateLimiter
+from .telegram import BotApi, PermanentError, RateLimited, RetryableError
+
+log = logging.getLogger(__name__)
+
+OnSent = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A request published on the bus whose answer must go back to a chat."""
+
+    chat: int
+    reply_to: int | None
+    what: str  # e.g. "training 'alice'", for the timeout message
+    deadline: float
+
+
+class PendingRequests:
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._items: dict[str, Pending] = {}
+        self._lock = threading.Lock()
+
+    def add(self, request_id: str, chat: int, reply_to: int | None, what: str, timeout: float) -> None:
+        with self._lock:
+            self._items[request_id] = Pending(chat, reply_to, what, self._clock() + timeout)
+
+    def pop(self, request_id: str) -> Pending | None:
+        with self._lock:
+            return self._items.pop(request_id, None)
+
+    def expire(self) -> list[Pending]:
+        with self._lock:
+            now = self._clock()
+            gone = [rid for rid, p in self._items.items() if p.deadline <= now]
+            return [self._items.pop(rid) for rid in gone]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+
+@dataclass(frozen=True)
+class _Job:
+    chat: int | None  # for the per-chat rate limit
+    run: Callable[[BotApi], Any]
+    what: str
+    on_sent: OnSent | None = None
+
+
+class Replier:
+    ATTEMPTS = 3
+
+    def __init__(
+        self,
+        api_factory: Callable[[], BotApi],
+        limiter: RateLimiter,
+        pending: PendingRequests,
+        retry_s: float = 1.0,
+    ) -> None:
+        self._api_factory = api_factory
+        self._limiter = limiter
+        self._pending = pending
+        self._retry_s = retry_s
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="notifier-replies", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def say(
+        self,
+        chat: int,
+        text: str,
+        *,
+        reply_to: int | None = None,
+        markup: dict[str, Any] | None = None,
+        on_sent: OnSent | None = None,
+    ) -> None:
+        def run(api: BotApi) -> dict[str, Any]:
+            return api.send_message(chat, text, reply_to=reply_to, reply_markup=markup)
+
+        self._queue.put(_Job(chat, run, f"message to {chat}", on_sent))
+
+    def answer_callback(self, callback_id: str, text: str | None = None) -> None:
+        self._queue.put(_Job(None, lambda api: api.answer_callback(callback_id, text), "callback answer"))
+
+    def _run(self) -> None:
+        api = self._api_factory()
+        while not self._stop.is_set():
+            for p in self._pending.expire():
+                self.say(
+                    p.chat,
+                    f"⌛ No answer from the recognizer for {p.what} (is it running?)",
+                    reply_to=p.reply_to,
+                )
+            try:
+                job = self._queue.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if job is not None:
+                self._do(api, job)
+        api.close()
+
+    def _do(self, api: BotApi, job: _Job) -> None:
+        for attempt in range(1, self.ATTEMPTS + 1):
+            if job.chat is not None and (wait := self._limiter.reserve(job.chat)) > 0:
+                self._stop.wait(wait)
+            try:
+                result = job.run(api)
+            except RateLimited as exc:
+                if job.chat is not None:
+                    self._limiter.push_back(job.chat, exc.retry_after)
+                else:
+                    self._stop.wait(exc.retry_after)
+            except RetryableError as exc:
+                log.info("%s failed (%s), attempt %d", job.what, exc, attempt)
+                self._stop.wait(self._retry_s * attempt)
+            except PermanentError as exc:
+                log.warning("%s refused: %s", job.what, exc)
+                return
+            else:
+                if job.on_sent is not None and isinstance(result, dict):
+                    job.on_sent(result)
+                return
+            if self._stop.is_set():
+                return
+        log.warning("%s dropped after %d attempts", job.what, self.ATTEMPTS)
