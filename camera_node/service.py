@@ -1,0 +1,297 @@
+"""The camera node: frames in, motion events and snapshot bursts out, commands over MQTT.
+
+Threads: the frame loop (read, detect, decide events, take burst frames), the snapshot sender
+(encode, publish or spool, drain), gpiozero's own thread for the PIR callback, and the bus worker
+for commands. Commands only enqueue work; the frame loop owns all event state.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from camera_node.motion import (
+    Box,
+    EventEdge,
+    EventState,
+    MotionDetector,
+    MotionParams,
+    build_active,
+    scale_box,
+    track_event,
+)
+from camera_node.pir import make_pir
+from camera_node.sender import Snapshot, SnapshotSender
+from camera_node.settings import TriggerMode
+from camera_node.sources import Frame, FrameSource, make_source
+from homesec.bus import Bus, Message
+from homesec.config import Config
+from homesec.contract import (
+    CameraEnabled,
+    CaptureCommand,
+    EnableCommand,
+    MotionEvent,
+    SnapshotMeta,
+    new_id,
+    parse,
+)
+from homesec.spool import DiskSpool, write_atomic
+
+log = logging.getLogger(__name__)
+
+SAFE_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")  # a request id reused as event id (it may name files)
+BOX_MAX_AGE_S = 2.0  # a motion box older than this no longer describes the snapshot
+
+
+@dataclass
+class Burst:
+    event_id: str
+    trigger: TriggerMode
+    count: int
+    next_at: float
+    seq: int = 0
+    manual: bool = False
+
+
+class CameraService:
+    def __init__(
+        self,
+        config: Config,
+        bus: Bus,
+        *,
+        source: FrameSource | None = None,
+        pin_factory: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        s = self.settings = config.camera
+        self.bus, self.camera, self._clock = bus, s.id, clock
+        self.topics = bus.topics
+        self.source = source or make_source(s)
+        self.detector = (
+            MotionDetector(MotionParams.from_settings(s.motion), build_active(s.motion, s.lores))
+            if s.trigger != "manual"
+            else None
+        )
+        self.state_file = config.data_dir / f"camera-{s.id}.state.json"
+        self.enabled = self._load_enabled()
+        spool = DiskSpool(
+            config.data_dir / "spool" / f"camera-{s.id}", s.spool.max_items, int(s.spool.max_mb * 1024 * 1024)
+        )
+        self.sender = SnapshotSender(
+            bus,
+            self.topics.snapshot(s.id),
+            spool,
+            jpeg_quality=s.burst.jpeg_quality,
+            timeout_s=s.publish_timeout_s,
+        )
+        self.pir: Any = None
+        self._pin_factory = pin_factory
+        self._pir_rose = threading.Event()
+        self._commands: queue.Queue[CaptureCommand | EnableCommand] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._event = EventState()
+        self._event_id: str | None = None
+        self._bursts: deque[Burst] = deque()
+        self._armed_until = -1.0
+        self._last_box: tuple[Box, float] | None = None
+        self._was_connected = False
+        self.events: deque[MotionEvent] = deque(maxlen=64)  # the latest motion events, for tests
+
+    # -- lifecycle
+    def start(self) -> None:
+        self.bus.subscribe(self.topics.camera_cmd_capture(self.camera), self._on_capture)
+        self.bus.subscribe(self.topics.camera_cmd_enable(self.camera), self._on_enable)
+        if self.settings.trigger in ("pir", "pir+motion"):
+            self.pir = make_pir(self.settings, self._pir_rose.set, self._pin_factory)
+        self.source.start()
+        self.sender.start()
+        self._thread = threading.Thread(target=self._run, name=f"camera-{self.camera}", daemon=True)
+        self._thread.start()
+        state = "enabled" if self.enabled else "disabled"
+        log.info(
+            "camera %s: trigger %s, source %s, %s",
+            self.camera,
+            self.settings.trigger,
+            self.settings.source,
+            state,
+        )
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)  # the loop returns within one frame
+        self.source.stop()
+        if self.pir is not None:
+            self.pir.close()
+        self.sender.stop()
+
+    # -- enabled state
+    def _load_enabled(self) -> bool:
+        try:
+            return bool(json.loads(self.state_file.read_text())["enabled"])
+        except FileNotFoundError:
+            return self.settings.enabled
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning(
+                "unreadable %s (%s): using camera.enabled = %s", self.state_file, exc, self.settings.enabled
+            )
+            return self.settings.enabled
+
+    def _publish_enabled(self) -> None:
+        state = CameraEnabled(camera=self.camera, enabled=self.enabled)
+        self.bus.publish(self.topics.camera_enabled(self.camera), state, retain=True)
+
+    # -- command handlers (bus worker thread): validate, then hand over to the frame loop
+    def _on_enable(self, msg: Message) -> None:
+        cmd = parse(EnableCommand, msg.payload)
+        self.enabled = cmd.enabled
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.state_file, json.dumps({"enabled": cmd.enabled}).encode())
+        self._publish_enabled()
+        self._commands.put(cmd)
+        log.info("camera %s %s over MQTT", self.camera, "enabled" if cmd.enabled else "disabled")
+
+    def _on_capture(self, msg: Message) -> None:
+        cmd = parse(CaptureCommand, msg.payload)
+        if not self.enabled:
+            self.bus.report_error("camera_disabled", "capture refused: the camera is disabled", msg.topic)
+            return
+        self._commands.put(cmd)
+
+    # -- the frame loop
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    if not self._tick():
+                        break
+                except Exception:  # a camera hiccup must not end the node
+                    log.exception("camera %s: frame loop error; retrying", self.camera)
+                    self._stop.wait(1.0)
+        finally:
+            if self._event.in_event:
+                self._end_event(self._clock())
+
+    def _tick(self) -> bool:
+        now = self._clock()
+        connected = self.bus.connected
+        if connected and not self._was_connected:
+            self._publish_enabled()  # on start and after every reconnect: the retained state stays true
+        self._was_connected = connected
+        self._handle_commands(now)
+        due = bool(self._bursts) and now >= self._bursts[0].next_at
+        # A PIR trigger will probably start an event on this very frame: have its full image at hand.
+        frame = self.source.read(want_main=due or self._pir_rose.is_set())
+        if frame is None:
+            return False
+        self._on_frame(frame, self._clock())
+        return True
+
+    def _handle_commands(self, now: float) -> None:
+        while True:
+            try:
+                cmd = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(cmd, EnableCommand):
+                if not cmd.enabled:  # privacy: drop what was not taken yet, close what was open
+                    for burst in self._bursts:
+                        if burst.manual:
+                            self._publish_motion(burst.event_id, "end", "manual", None)
+                    self._bursts.clear()
+                    if self._event.in_event:
+                        self._end_event(now)
+                    if self.detector is not None:
+                        self.detector.reset()
+            elif self.enabled:
+                event_id = cmd.request_id if SAFE_ID.match(cmd.request_id) else new_id()
+                count = cmd.burst or self.settings.burst.count
+                self._publish_motion(event_id, "start", "manual", None)
+                self._bursts.append(Burst(event_id, "manual", count, now, manual=True))
+
+    def _on_frame(self, frame: Frame, now: float) -> None:
+        motion, score = False, None
+        if self.detector is not None and self.enabled:
+            result = self.detector.update(frame.lores_y, frame.ts)
+            motion = result.motion
+            score = result.analysis.fraction if result.analysis else None
+            if result.box is not None:
+                self._last_box = (scale_box(result.box, self.source.lores_size, frame.size), now)
+        active = self._activity(motion, now) and self.enabled
+        self._event, edge = track_event(
+            self._event, active, now, self.settings.motion.event_gap_s, self.settings.cooldown_s
+        )
+        if edge == "start":
+            self._start_event(now, score)
+        elif edge == "end":
+            self._end_event(now)
+        if frame.main is not None and self._bursts:
+            self._take_snapshot(frame, now)
+
+    def _activity(self, motion: bool, now: float) -> bool:
+        """Whether this frame keeps (or starts) an event, per trigger mode."""
+        mode = self.settings.trigger
+        rose = self._pir_rose.is_set()
+        self._pir_rose.clear()
+        pir = rose or (self.pir is not None and bool(self.pir.motion_detected))
+        if mode == "pir":
+            return pir
+        if mode == "motion":
+            return motion
+        if mode == "pir+motion":
+            if pir:  # the PIR arms; frame differencing must confirm within the window
+                self._armed_until = now + self.settings.pir.confirm_window_s
+            confirmed = motion and now <= self._armed_until
+            return confirmed or (self._event.in_event and (motion or pir))
+        return False  # manual
+
+    def _start_event(self, now: float, score: float | None) -> None:
+        self._event_id = new_id()
+        trigger = self.settings.trigger
+        self._publish_motion(self._event_id, "start", trigger, score)
+        self._bursts.append(Burst(self._event_id, trigger, self.settings.burst.count, now))
+
+    def _end_event(self, now: float) -> None:
+        if self._event_id is not None:
+            self._publish_motion(self._event_id, "end", self.settings.trigger, None)
+        self._event = EventState(False, self._event.last_active, now)
+        self._event_id = None
+
+    def _publish_motion(
+        self, event_id: str, state: EventEdge, trigger: TriggerMode, score: float | None
+    ) -> None:
+        event = MotionEvent(camera=self.camera, event_id=event_id, state=state, trigger=trigger, score=score)
+        self.events.append(event)
+        self.bus.publish(self.topics.motion(self.camera), event)
+        log.info("camera %s: motion %s (%s) event %s", self.camera, state, trigger, event_id)
+
+    def _take_snapshot(self, frame: Frame, now: float) -> None:
+        burst = self._bursts[0]
+        assert frame.main is not None
+        box = self._last_box[0] if self._last_box and now - self._last_box[1] <= BOX_MAX_AGE_S else None
+        meta = SnapshotMeta(
+            camera=self.camera,
+            event_id=burst.event_id,
+            seq=burst.seq,
+            burst=burst.count,
+            trigger=burst.trigger,
+            width=frame.size[0],
+            height=frame.size[1],
+            motion_box=None if burst.manual else box,
+        )
+        self.sender.submit(Snapshot(frame.main, meta))
+        burst.seq += 1
+        burst.next_at = now + self.settings.burst.interval_s
+        if burst.seq >= burst.count:
+            self._bursts.popleft()
+            if burst.manual:
+                self._publish_motion(burst.event_id, "end", "manual", None)
