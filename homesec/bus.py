@@ -17,6 +17,7 @@ import logging
 import queue
 import ssl
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -164,10 +165,14 @@ class MqttBus:
         self._inbox: queue.Queue[tuple[int, int, Message] | None] = queue.Queue()
         self._connected = threading.Event()
         self._generation = 0  # bumps on every connect; acks for older connections are not sent
-        self._pub_results: dict[int, ReasonCode | None] = {}
+        # PUBACK reason codes by message id. Filled on the network thread for every publish (the ack can
+        # beat publish() returning), trimmed to the newest few hundred: ids wrap only after 65535.
+        self._pub_results: OrderedDict[int, ReasonCode] = OrderedDict()
         self._pub_cond = threading.Condition()
         self._worker: threading.Thread | None = None
         self._connect_hooks: list[Callable[[], None]] = []
+        self._stopping = False
+        self._ready_mid = -1
         self._client = self._make_client(client_id or f"homesec-{node.replace('/', '-')}")
 
     # -- setup
@@ -197,6 +202,7 @@ class MqttBus:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_publish = self._on_publish
+        client.on_subscribe = self._on_subscribe
         return client
 
     def subscribe(self, topic_filter: str, handler: Handler) -> None:
@@ -233,6 +239,7 @@ class MqttBus:
         self._inbox.put(None)
         if self._worker is not None:
             self._worker.join(timeout=10)
+        self._stopping = True
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -252,8 +259,24 @@ class MqttBus:
             return
         self._generation += 1
         log.info("connected to %s:%s as %s", self.settings.host, self.settings.port, self.node)
-        for topic_filter, _handler in self._dispatcher.routes:
-            client.subscribe(topic_filter, qos=1)
+        filters = list(dict.fromkeys(f for f, _h in self._dispatcher.routes))
+        if filters:
+            # "connected" means ready: announced and subscribed only once the SUBACK is in.
+            _rc, mid = client.subscribe([(f, 1) for f in filters])
+            self._ready_mid = -1 if mid is None else mid
+        else:
+            self._become_ready(client)
+
+    def _on_subscribe(
+        self, client: mqtt.Client, _u: object, mid: int, codes: list[ReasonCode], _p: object
+    ) -> None:
+        refused = [c.getName() for c in codes if c.is_failure]
+        if refused:
+            log.error("broker refused subscriptions of %s: %s", self.node, refused)
+        if mid == self._ready_mid:
+            self._become_ready(client)
+
+    def _become_ready(self, client: mqtt.Client) -> None:
         if self._announce:
             client.publish(self.topics.available(self.node), Availability.ONLINE.value, qos=1, retain=True)
         self._connected.set()
@@ -266,7 +289,7 @@ class MqttBus:
     def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, rc: ReasonCode, _p: object) -> None:
         was = self._connected.is_set()
         self._connected.clear()
-        if was:
+        if was and not self._stopping:
             log.warning("disconnected from broker (%s); reconnecting", rc.getName())
 
     def _on_message(self, _c: mqtt.Client, _u: object, m: mqtt.MQTTMessage) -> None:
@@ -284,9 +307,10 @@ class MqttBus:
 
     def _on_publish(self, _c: mqtt.Client, _u: object, mid: int, rc: ReasonCode, _p: object) -> None:
         with self._pub_cond:
-            if mid in self._pub_results:
-                self._pub_results[mid] = rc
-                self._pub_cond.notify_all()
+            self._pub_results[mid] = rc
+            while len(self._pub_results) > 500:
+                self._pub_results.popitem(last=False)
+            self._pub_cond.notify_all()
         if rc.is_failure:
             log.error("broker refused a publish from %s: %s", self.node, rc.getName())
 
@@ -296,7 +320,7 @@ class MqttBus:
             generation, mid, msg = item
             self._dispatcher.dispatch(msg)
             # An ack on a newer connection would hit a different packet id: the broker redelivers instead.
-            if mid >= 0 and generation == self._generation and self._connected.is_set():
+            if mid >= 0 and generation == self._generation and self._client.is_connected():
                 self._client.ack(mid, 1)
 
     # -- publishing
@@ -359,13 +383,14 @@ class MqttBus:
         props = self._properties(
             user_properties, response_topic, correlation_data, content_type or default_type
         )
+        # Never hold _pub_cond around publish(): paho's network thread holds its own lock while it
+        # calls _on_publish, which takes _pub_cond (lock-order deadlock).
+        info = self._client.publish(topic, data, qos=1, retain=retain, properties=props)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            return False
         with self._pub_cond:
-            info = self._client.publish(topic, data, qos=1, retain=retain, properties=props)
-            if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                return False
-            self._pub_results[info.mid] = None
-            ok = self._pub_cond.wait_for(lambda: self._pub_results[info.mid] is not None, timeout)
-            rc = self._pub_results.pop(info.mid)
+            ok = self._pub_cond.wait_for(lambda: info.mid in self._pub_results, timeout)
+            rc = self._pub_results.pop(info.mid, None)
         return bool(ok and rc is not None and not rc.is_failure)
 
     def report_error(self, error: str, detail: str, topic: str) -> None:

@@ -310,6 +310,7 @@ class Face(BaseModel):
     quality: float | None = None
     rejected: str | None = None  # why the face was not used for matching (too small, blurred...)
     visitor: str | None = None  # stable id of a recurring unknown face
+    visitor_seen_week: int | None = None  # events with this visitor in the last 7 days (issue 7)
 
 
 class RecognitionResult(Payload):
@@ -354,10 +355,11 @@ class TrainResult(Payload):
 
 class GalleryCommand(Payload):
     request_id: str = Field(default_factory=new_id)
-    op: Literal["list", "delete_label", "rename_label", "delete_enrollment"]
+    op: Literal["list", "delete_label", "rename_label", "delete_enrollment", "name_visitor"]
     label: Label | None = None
     new_label: Label | None = None
     enrollment_id: int | None = None
+    visitor: int | None = None  # name_visitor: enroll its archived faces as `label`
 
 
 class GalleryResult(Payload):
@@ -367,6 +369,7 @@ class GalleryResult(Payload):
     reason: str | None = None
     labels: dict[str, int] = Field(default_factory=dict)
     removed: int = 0
+    enrolled: int = 0  # name_visitor: faces enrolled
 
 
 class GallerySummary(Payload):

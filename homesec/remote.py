@@ -51,7 +51,6 @@ class RemoteClient:
                 f"cannot reach the broker at {self._settings.host}:{self._settings.port} as "
                 f"{self._settings.username!r} (is it running? is the password right?)"
             )
-        time.sleep(0.1)  # let the SUBACKs land before asking anything
         return self
 
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:

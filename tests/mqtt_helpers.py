@@ -70,8 +70,7 @@ class Collector:
         for f in topic_filters:
             self.bus.subscribe(f, self._on)
         self.bus.start()
-        assert self.bus.wait_connected(10), "collector could not connect"
-        time.sleep(0.2)  # let SUBACKs land before the test publishes
+        assert self.bus.wait_connected(10), "collector could not connect"  # SUBACKs are in
 
     def _on(self, msg: Message) -> None:
         with self._lock:

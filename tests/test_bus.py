@@ -94,13 +94,13 @@ def test_killed_node_goes_offline_and_unacked_work_is_redelivered(broker: Broker
         assert proc.stdout.readline().strip() == "GOT snap-1"
         os.kill(proc.pid, signal.SIGKILL)  # crash mid-work: no ack was sent
         proc.wait(10)
-        watch.wait_for(lambda m: m.payload == b"offline")
+        watch.wait_for(lambda m: m.payload == b"offline", timeout=20)
 
         redelivered = threading.Event()
         heir = broker.bus(Role.RECOGNIZER, "recognizer/victim")  # same client id: same session
         heir.subscribe(T.shared_snapshots, lambda m: redelivered.set() if m.payload == b"snap-1" else None)
         heir.start()
-        assert redelivered.wait(10), "the message being worked on when the node died was lost"
+        assert redelivered.wait(20), "the message being worked on when the node died was lost"
         heir.stop()
         cam.stop()
     finally:
