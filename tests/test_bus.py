@@ -171,3 +171,22 @@ def test_node_reconnects_after_the_broker_restarts(fresh_broker: Broker) -> None
     assert node.wait_connected(15)
     assert node.publish_confirmed(T.motion("door"), b"{}")
     node.stop()
+
+
+def test_confirmed_publishes_from_several_threads_all_get_their_ack(broker: Broker) -> None:
+    """Regression: holding our lock around paho's publish() deadlocked against its network thread."""
+    node = broker.bus(Role.CAMERA, "camera/many")
+    node.start()
+    assert node.wait_connected(10)
+    results: list[bool] = []
+
+    def burst() -> None:
+        results.extend(node.publish_confirmed(T.motion("many"), b"{}", timeout=10) for _ in range(150))
+
+    threads = [threading.Thread(target=burst) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    node.stop()
+    assert len(results) == 450 and all(results)
