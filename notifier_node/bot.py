@@ -25,6 +25,7 @@ from homesec.contract import (
 from .enroll import Enroller
 from .policy import backoff_delay
 from .replies import PendingRequests, Replier
+from .search import FaceSearch
 from .settings import NotifierSettings
 from .store import AlertStore, OffsetStore
 from .telegram import BotApi, PermanentError, TelegramError
@@ -38,6 +39,7 @@ HELP = """🏠 homesec bot
 /labels – people the recognizer knows
 /forget <name> – remove a person from the gallery
 /train <name> – as the caption of a photo, or as a reply to an alert photo
+/search – as the caption of a photo, or as a reply to one: when was this person seen?
 Alerts carry an "Enroll this person" button: tap it and reply with the name."""
 
 Command = Callable[[BotApi, dict[str, Any], str], None]
@@ -86,7 +88,7 @@ class Bot:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.offset = offsets.load()
-        # `/search` (issue 7) registers here: self.commands["search"] = ...
+        self.search = FaceSearch(bus, replier, pending, alerts, settings)  # `/search` (issue 7)
         self.commands: dict[str, Command] = {
             "start": self._help,
             "help": self._help,
@@ -97,6 +99,7 @@ class Bot:
             "labels": self._labels,
             "forget": self._forget,
             "train": lambda api, m, a: self.enroller.train(api, m, a),
+            "search": self.search.command,
         }
 
     # -- lifecycle
