@@ -128,9 +128,14 @@ def _node_env(config: Config, port: int, data_dir: Path, config_path: Path | Non
         HOMESEC_DATA_DIR=str(data_dir),
         PYTHONUNBUFFERED="1",
     )
-    if config.camera.source == "replay" and config.camera.replay.dir is None:
+    if "HOMESEC_CAMERA__REPLAY__DIR" in env:
+        pass  # --demo-dir or the user's own environment
+    elif config.camera.source == "replay" and config.camera.replay.dir is None:
+        # The demo scene: 5 frames/s, a visitor every ~8 s; short gaps so each visitor is one event.
         env["HOMESEC_CAMERA__REPLAY__DIR"] = str(DEMO / "camera")
-        env.setdefault("HOMESEC_CAMERA__REPLAY__FPS", "2")
+        env.setdefault("HOMESEC_CAMERA__REPLAY__FPS", "5")
+        env.setdefault("HOMESEC_CAMERA__MOTION__EVENT_GAP_S", "1.5")
+        env.setdefault("HOMESEC_CAMERA__COOLDOWN_S", "2")
     return env
 
 
