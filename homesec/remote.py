@@ -90,6 +90,17 @@ class RemoteClient:
                 return reply
         raise NoAnswer(f"no answer within {timeout:.0f}s: is the node running? (`homesec status`)")
 
+    def wait_online(self, node: str, timeout: float = 60.0) -> None:
+        """Block until `node` (e.g. "recognizer/main") says it is online (retained availability)."""
+        online: queue.Queue[Message] = queue.Queue()
+        self.bus.subscribe(
+            self.topics.available(node), lambda m: online.put(m) if m.payload == b"online" else None
+        )
+        try:
+            online.get(timeout=timeout)
+        except queue.Empty:
+            raise NoAnswer(f"{node} did not come online within {timeout:.0f}s") from None
+
     def retained(self, topic_filter: str, settle: float = 0.5) -> list[Message]:
         """The retained messages under `topic_filter` (what a new subscriber gets at once)."""
         got: queue.Queue[Message] = queue.Queue()

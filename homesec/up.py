@@ -9,6 +9,7 @@ owner, prints what happens on the bus, and stops everything cleanly on Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import signal
@@ -46,6 +47,8 @@ def _short(face: dict[str, object]) -> str:
 
 def describe(topics: Topics, msg: Message) -> str | None:
     """One human line for a bus message, or None for the ones not worth printing."""
+    if msg.retain:
+        return None  # state left from an earlier run, replayed at subscription: not news
     rel = msg.topic[len(topics.prefix) + 1 :]
     parts = rel.split("/")
     try:
@@ -149,9 +152,8 @@ def _enroll_demo_owner(config: Config, port: int, data_dir: Path) -> None:
     cfg = config.model_copy(
         update={"data_dir": data_dir, "mqtt": config.mqtt.model_copy(update={"port": port})}
     )
-    import base64
-
     with RemoteClient(cfg) as remote:
+        remote.wait_online(f"recognizer/{config.recognizer.instance}", timeout=120)
         cmd = GalleryCommand(op="list")
         labels = remote.request(remote.topics.gallery_cmd, cmd, GalleryResult, cmd.request_id, 60).labels
         if labels:
@@ -161,7 +163,14 @@ def _enroll_demo_owner(config: Config, port: int, data_dir: Path) -> None:
             req = TrainRequest(
                 label="owner", image_b64=base64.b64encode(photo.read_bytes()).decode(), source="demo"
             )
-            remote.request(remote.topics.train, req, TrainResult, req.request_id, 60)
+            result = remote.request(remote.topics.train, req, TrainResult, req.request_id, 60)
+            if not result.ok:
+                print(f"[up] the demo owner photo {photo} was refused: {result.reason}", flush=True)
+
+
+def _show(line: str | None) -> None:
+    if line:
+        print(time.strftime("%H:%M:%S"), line, flush=True)
 
 
 def run_up(args: argparse.Namespace) -> int:
@@ -190,9 +199,7 @@ def run_up(args: argparse.Namespace) -> int:
         announce=False,
     )
     topics = viewer.topics
-    viewer.subscribe(
-        f"{topics.prefix}/#", lambda m: print(line, flush=True) if (line := describe(topics, m)) else None
-    )
+    viewer.subscribe(f"{topics.prefix}/#", lambda m: _show(describe(topics, m)))
     viewer.start()
     try:
         for name in NODES:
