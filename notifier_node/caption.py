@@ -29,10 +29,15 @@ def _face_line(face: Face) -> str:
         return f"• known: {face.label} ({face.similarity or 0:.2f})"
     if face.rejected:
         return f"• face not used: {face.rejected}"
+    who = "unknown face"
+    if face.visitor:
+        seen = face.visitor_seen_week
+        times = f", seen {seen} time{'s' if seen != 1 else ''} this week" if seen else ""
+        who = f"unknown visitor {face.visitor}{times}"
     closest = face.closest or (None if face.similarity is None else "?")
     if closest is None:
-        return "• unknown face (gallery empty)"
-    return f"• unknown face, closest: {closest} ({face.similarity or 0:.2f})"
+        return f"• {who} (gallery empty)"
+    return f"• {who}, closest: {closest} ({face.similarity or 0:.2f})"
 
 
 def build_caption(alert: Alert, zone: tzinfo | None = None, grouped: int = 1) -> str:

@@ -61,6 +61,7 @@ class Group:
     rank: int
     count: int = 1
     event_ids: set[str] = field(default_factory=set)
+    visitors: set[str] = field(default_factory=set)  # unknown-visitor ids seen in this group
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,8 @@ class Admission:
 class Grouper:
     """Per camera: the first alert opens a group; later photos of the same event, or within
     `cooldown` seconds of the group's first photo, are counted into it instead of sent, unless
-    they are better (an unknown face after a no-face photo)."""
+    they are better (an unknown face after a no-face photo) or show a visitor the group has not
+    seen (a second stranger within the cooldown is news; the same one again is not)."""
 
     def __init__(self, cooldown: float, clock: Clock, keep: int = 256) -> None:
         self.cooldown = cooldown
@@ -83,21 +85,30 @@ class Grouper:
         self._groups: OrderedDict[str, Group] = OrderedDict()
         self._lock = threading.Lock()
 
-    def admit(self, camera: str, event_id: str, verdict: Verdict) -> Admission:
+    def admit(
+        self, camera: str, event_id: str, verdict: Verdict, visitors: frozenset[str] = frozenset()
+    ) -> Admission:
         with self._lock:
             now = self._clock()
             rank = VERDICT_RANK[verdict]
             g = self._current.get(camera)
-            if g and (event_id in g.event_ids or now - g.started < self.cooldown) and rank <= g.rank:
+            if g and rank <= g.rank and (event_id in g.event_ids or self._same_visit(g, now, visitors)):
                 g.count += 1
                 g.event_ids.add(event_id)
+                g.visitors |= visitors
                 return Admission(False, g.id, g.count)
-            g = Group(new_id(), camera, now, rank, event_ids={event_id})
+            g = Group(new_id(), camera, now, rank, event_ids={event_id}, visitors=set(visitors))
             self._current[camera] = g
             self._groups[g.id] = g
             while len(self._groups) > self._keep:
                 self._groups.popitem(last=False)
             return Admission(True, g.id, 1)
+
+    def _same_visit(self, g: Group, now: float, visitors: frozenset[str]) -> bool:
+        if now - g.started >= self.cooldown:
+            return False
+        # Without visitor ids on either side we cannot tell two strangers apart: one visit.
+        return not visitors or not g.visitors or bool(visitors & g.visitors)
 
     def count(self, group: str) -> int:
         with self._lock:

@@ -39,9 +39,9 @@ from .telegram import BotApi
 log = logging.getLogger(__name__)
 
 
-def group_key(alert: Alert) -> str:
-    """What one 'visit' is keyed by. Per camera for now; per visitor id once issue 7 clusters faces."""
-    return alert.camera
+def visitors_of(alert: Alert) -> frozenset[str]:
+    """The unknown-visitor ids in an alert (issue 7): the cooldown groups photos per visitor."""
+    return frozenset(f.visitor for f in alert.faces if f.visitor and f.label is None)
 
 
 class NotifierService:
@@ -145,7 +145,7 @@ class NotifierService:
         if not self.armed().armed:
             log.info("disarmed: alert %s/%s not sent", alert.camera, alert.event_id)
             return
-        admission = self.grouper.admit(group_key(alert), alert.event_id, alert.verdict)
+        admission = self.grouper.admit(alert.camera, alert.event_id, alert.verdict, visitors_of(alert))
         if not admission.send:
             log.info(
                 "alert %s/%s grouped (%d photos of this visit)", alert.camera, alert.event_id, admission.count

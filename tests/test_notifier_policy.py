@@ -232,3 +232,29 @@ def test_settings_validate_zone_and_default_alert_chats() -> None:
         NotifierSettings(timezone="Mars/Olympus")
     with pytest.raises(ValidationError, match="extra"):
         NotifierSettings(tokn="x")  # type: ignore[call-arg]
+
+
+def test_a_second_stranger_within_the_cooldown_is_news_the_same_one_is_not() -> None:
+    now = [0.0]
+    g = Grouper(60, lambda: now[0])
+    assert g.admit("door", "ev1", Verdict.UNKNOWN, frozenset({"7"})).send
+    now[0] = 10
+    assert not g.admit("door", "ev2", Verdict.UNKNOWN, frozenset({"7"})).send  # visitor 7 again
+    assert not g.admit("door", "ev3", Verdict.UNKNOWN).send  # no visitor id: cannot tell, grouped
+    assert g.admit("door", "ev4", Verdict.UNKNOWN, frozenset({"8"})).send  # someone else
+    assert not g.admit("door", "ev5", Verdict.UNKNOWN, frozenset({"7", "8"})).send
+
+
+def test_caption_names_the_visitor_and_how_often_they_came() -> None:
+    face = Face(box=(0, 0, 9, 9), score=0.9, label=None, similarity=0.21, closest="alice",
+                visitor="7", visitor_seen_week=3)  # fmt: skip
+    alert = Alert(
+        camera="door",
+        event_id="e",
+        seq=0,
+        verdict=Verdict.UNKNOWN,
+        faces=[face],
+        snapshot_ts="2026-11-22T04:30:12.101Z",
+    )
+    caption = build_caption(alert)
+    assert "unknown visitor 7, seen 3 times this week, closest: alice (0.21)" in caption
