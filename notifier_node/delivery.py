@@ -106,7 +106,8 @@ class Deliverer:
         if not self.telegram:
             self._to_outbox(alert, jpeg, group)
             return
-        key = self.alerts.add(jpeg)
+        unknown = {f.visitor for f in alert.faces if f.label is None and f.visitor}
+        key = self.alerts.add(jpeg, visitor=unknown.pop() if len(unknown) == 1 else None)
         assert self._inline_api is not None
         queued = 0
         for chat in self.settings.alert_chats:

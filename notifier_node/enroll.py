@@ -10,7 +10,7 @@ from collections import OrderedDict
 from typing import Any
 
 from homesec.bus import Bus
-from homesec.contract import ContractError, TrainRequest, check_label
+from homesec.contract import ContractError, GalleryCommand, TrainRequest, check_label
 
 from .delivery import ENROLL_PREFIX
 from .replies import PendingRequests, Replier
@@ -47,8 +47,24 @@ class Enroller:
             key = self._prompts.pop((chat, reply.get("message_id", -1)), None)
         if key is None:
             return False
-        self._train_from(chat, msg["message_id"], text, self.alerts.jpeg(key), largest=True)
+        visitor = self.alerts.visitor(key)
+        if visitor is not None and visitor.isdigit():  # a recurring visitor: enroll all their faces at once
+            self._name_visitor(chat, msg["message_id"], text, int(visitor))
+        else:
+            self._train_from(chat, msg["message_id"], text, self.alerts.jpeg(key), largest=True)
         return True
+
+    def _name_visitor(self, chat: int, mid: int, name: str, visitor: int) -> None:
+        try:
+            cmd = GalleryCommand(op="name_visitor", visitor=visitor, label=check_label(name))
+        except (ContractError, ValueError) as exc:
+            self.replier.say(chat, f"❌ {exc}", reply_to=mid)
+            return
+        self.pending.add(
+            cmd.request_id, chat, mid, f"naming visitor {visitor} {cmd.label}", self.reply_timeout
+        )
+        self.bus.publish(self.bus.topics.gallery_cmd, cmd)
+        log.info("chat %s: naming visitor %d %r", chat, visitor, cmd.label)
 
     def train(self, api: BotApi, msg: dict[str, Any], arg: str) -> None:
         chat, mid = msg["chat"]["id"], msg["message_id"]

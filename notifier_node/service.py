@@ -189,9 +189,11 @@ class NotifierService:
         p = self.pending.pop(result.request_id)
         if p is None or self.replier is None:
             return
-        if result.ok:
+        if result.ok and result.op == "name_visitor":
+            text = f"✅ {p.what[:1].upper() + p.what[1:]}: {result.enrolled} photos of them enrolled."
+        elif result.ok:
             plural = "s" if result.removed != 1 else ""
-            text = f"🗑 {p.what.capitalize()}: done, {result.removed} enrollment{plural} removed."
+            text = f"🗑 {p.what[:1].upper() + p.what[1:]}: done, {result.removed} enrollment{plural} removed."
         else:
             text = f"❌ {p.what} failed: {result.reason or 'refused'}"
         self.replier.say(p.chat, text, reply_to=p.reply_to)

@@ -89,6 +89,7 @@ class AlertStore:
         self._index_path = directory / "index.json"
         self._order: list[str] = []
         self._messages: dict[str, str] = {}
+        self._visitors: dict[str, str] = {}  # photo key -> the one unknown visitor it shows
         self._load()
 
     def _load(self) -> None:
@@ -96,22 +97,26 @@ class AlertStore:
             data = json.loads(self._index_path.read_text())
             self._order = [k for k in data.get("order", []) if (self.directory / f"{k}.jpg").exists()]
             self._messages = {m: k for m, k in data.get("messages", {}).items() if k in self._order}
+            self._visitors = {k: v for k, v in data.get("visitors", {}).items() if k in self._order}
         except (OSError, ValueError, AttributeError):
-            self._order, self._messages = [], {}
+            self._order, self._messages, self._visitors = [], {}, {}
 
     def _save(self) -> None:
-        index = {"order": self._order, "messages": self._messages}
+        index = {"order": self._order, "messages": self._messages, "visitors": self._visitors}
         write_atomic(self._index_path, json.dumps(index).encode())
 
-    def add(self, jpeg: bytes) -> str:
+    def add(self, jpeg: bytes, visitor: str | None = None) -> str:
         key = new_id()[:16]
         with self._lock:
             write_atomic(self.directory / f"{key}.jpg", jpeg)
             self._order.append(key)
+            if visitor:
+                self._visitors[key] = visitor
             while len(self._order) > self.keep:
                 old = self._order.pop(0)
                 (self.directory / f"{old}.jpg").unlink(missing_ok=True)
                 self._messages = {m: k for m, k in self._messages.items() if k != old}
+                self._visitors.pop(old, None)
             self._save()
         return key
 
@@ -124,6 +129,10 @@ class AlertStore:
     def key_for(self, chat: int, message_id: int) -> str | None:
         with self._lock:
             return self._messages.get(f"{chat}:{message_id}")
+
+    def visitor(self, key: str) -> str | None:
+        with self._lock:
+            return self._visitors.get(key)
 
     def jpeg(self, key: str) -> bytes | None:
         if not re.fullmatch(r"[0-9a-f]{1,32}", key):

@@ -53,7 +53,7 @@ class Recognizer:
         self.gallery.append(cmd)
         self.bus.publish(
             self.bus.topics.gallery_result,
-            GalleryResult(request_id=cmd.request_id, op=cmd.op, ok=True, removed=2),
+            GalleryResult(request_id=cmd.request_id, op=cmd.op, ok=True, removed=2, enrolled=3),
         )
 
 
@@ -197,6 +197,25 @@ def test_the_enroll_button_asks_for_a_name_and_trains_from_the_alert(
     wait_text(fake, "Enrolled Carol")
     (req,) = recognizer.train
     assert base64.b64decode(req.image_b64) == original and req.largest
+
+
+def test_naming_a_recurring_visitor_from_the_alert_enrolls_all_their_faces(
+    bot: tuple[Harness, Recognizer], fake: FakeTelegram
+) -> None:
+    h, recognizer = bot
+    h.alert(visitor="7")
+    markup = json.loads(fake.ok_calls("sendPhoto")[0].fields["reply_markup"])
+    data = markup["inline_keyboard"][0][0]["callback_data"]
+    fake.push(
+        callback_query={"id": "cb2", "data": data, "message": fake.message(chat=CHAT), "from": {"id": CHAT}}
+    )
+    wait_text(fake, "Who is this?")
+    prompt = next(c for c in fake.ok_calls("sendMessage") if "Who is this?" in c.fields["text"])
+    say(fake, "Erin", reply_to_message={"message_id": prompt.result["message_id"], "chat": {"id": CHAT}})
+    wait_text(fake, "Naming visitor 7 Erin: 3 photos of them enrolled")
+    (cmd,) = recognizer.gallery
+    assert (cmd.op, cmd.visitor, cmd.label) == ("name_visitor", 7, "Erin")
+    assert recognizer.train == []  # no single-photo training: the whole visitor at once
 
 
 def test_no_answer_from_the_recognizer_times_out_politely(tmp_path: Path, fake: FakeTelegram) -> None:

@@ -58,7 +58,10 @@ class Harness:
         self, camera: str = "door", event_id: str = "ev1", verdict: Verdict = Verdict.UNKNOWN, **kw: Any
     ) -> bytes:
         photo = kw.pop("photo", None) or jpeg_bytes()
-        faces = [Face(box=(1, 1, 20, 20), score=0.9, label=None, similarity=0.3, closest="alice")]
+        visitor = kw.pop("visitor", None)
+        faces = [
+            Face(box=(1, 1, 20, 20), score=0.9, label=None, similarity=0.3, closest="alice", visitor=visitor)
+        ]
         meta = Alert(
             camera=camera, event_id=event_id, seq=kw.pop("seq", 0), verdict=verdict,
             faces=faces if verdict == Verdict.UNKNOWN else [], snapshot_ts="2024-07-01T18:30:05Z",
