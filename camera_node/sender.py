@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from camera_node.sources import to_jpeg
-from homesec.bus import Bus
+from homesec.bus import Bus, PayloadTooLarge
 from homesec.contract import JPEG_CONTENT_TYPE, META_PROPERTY, SnapshotMeta, meta_property
 from homesec.spool import DiskSpool
 
@@ -95,9 +95,20 @@ class SnapshotSender:
         return to_jpeg(snap.image, self.jpeg_quality), meta_property(snap.meta)
 
     def _publish(self, payload: bytes, props: dict[str, str]) -> bool:
-        ok = self.bus.publish_confirmed(
-            self.topic, payload, timeout=self.timeout_s, user_properties=props, content_type=JPEG_CONTENT_TYPE
-        )
+        """True when the snapshot is done with: published, or too large ever to be."""
+        try:
+            ok = self.bus.publish_confirmed(
+                self.topic,
+                payload,
+                timeout=self.timeout_s,
+                user_properties=props,
+                content_type=JPEG_CONTENT_TYPE,
+            )
+        except PayloadTooLarge as exc:  # retrying cannot help; spooling it would block the queue forever
+            self.bus.report_error(
+                "payload_too_large", f"snapshot dropped: {exc}; lower camera.burst.jpeg_quality", self.topic
+            )
+            return True
         if ok:
             self.published += 1
             if self._was_failing:

@@ -43,6 +43,11 @@ log = logging.getLogger(__name__)
 PayloadLike = bytes | str | Payload
 
 
+class PayloadTooLarge(ContractError):
+    """A publish over `mqtt.max_payload_mb`: the broker would drop the connection, and paho would resend it
+    after every reconnect, so it is refused here and never queued."""
+
+
 @dataclass(frozen=True)
 class Message:
     topic: str
@@ -324,6 +329,11 @@ class MqttBus:
                 self._client.ack(mid, 1)
 
     # -- publishing
+    def _check_size(self, topic: str, data: bytes) -> None:
+        limit = int(self.settings.max_payload_mb * 1024 * 1024)
+        if len(data) > limit:
+            raise PayloadTooLarge(f"{len(data)} bytes for {topic} exceed mqtt.max_payload_mb ({limit} bytes)")
+
     def _properties(
         self,
         user_properties: dict[str, str] | None,
@@ -359,6 +369,7 @@ class MqttBus:
         content_type: str | None = None,
     ) -> None:
         data, default_type = encode(payload)
+        self._check_size(topic, data)
         props = self._properties(
             user_properties, response_topic, correlation_data, content_type or default_type
         )
@@ -380,6 +391,7 @@ class MqttBus:
         if not self._connected.is_set():
             return False  # paho would queue it in memory; the caller's disk spool is the safer place
         data, default_type = encode(payload)
+        self._check_size(topic, data)
         props = self._properties(
             user_properties, response_topic, correlation_data, content_type or default_type
         )
@@ -403,8 +415,11 @@ class LocalBus:
     """In-memory bus with the same interface, for unit tests: publishes are recorded and delivered
     synchronously to matching subscribers."""
 
-    def __init__(self, node: str = "test/local", topics: Topics | None = None) -> None:
+    def __init__(
+        self, node: str = "test/local", topics: Topics | None = None, max_payload_bytes: int | None = None
+    ) -> None:
         self.node = node
+        self.max_payload_bytes = max_payload_bytes
         self.topics = topics or Topics()
         self.published: list[Message] = []
         self.errors: list[ErrorReport] = []
@@ -447,6 +462,8 @@ class LocalBus:
         content_type: str | None = None,
     ) -> None:
         data, _ = encode(payload)
+        if self.max_payload_bytes is not None and len(data) > self.max_payload_bytes:
+            raise PayloadTooLarge(f"{len(data)} bytes for {topic} exceed {self.max_payload_bytes} bytes")
         msg = Message(topic, data, dict(user_properties or {}), response_topic, correlation_data, retain)
         with self._lock:
             self.published.append(msg)

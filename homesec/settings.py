@@ -51,6 +51,12 @@ class MqttSettings(Section):
     )
     reconnect_min_s: int = Field(1, ge=1, description="First reconnect delay (doubles up to the max).")
     reconnect_max_s: int = Field(30, ge=1, description="Longest reconnect delay.")
+    max_payload_mb: float = Field(
+        15.0,
+        gt=0,
+        description="Larger publishes are refused before they reach the broker (its max_packet_size is 16 MB, "
+        "and it drops a client that sends more).",
+    )
     tls: TlsSettings = Field(default_factory=TlsSettings)
 
     @field_validator("prefix")

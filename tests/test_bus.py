@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from homesec.bus import Message
+from homesec.bus import Message, PayloadTooLarge
 from homesec.contract import Role, Topics, TrainRequest, parse
 from tests.mqtt_helpers import Broker, Collector
 
@@ -190,3 +190,21 @@ def test_confirmed_publishes_from_several_threads_all_get_their_ack(broker: Brok
         t.join(30)
     node.stop()
     assert len(results) == 450 and all(results)
+
+
+def test_an_oversized_publish_is_refused_here_and_the_connection_survives(broker: Broker) -> None:
+    """The broker drops a client that sends more than max_packet_size, and paho would resend the same
+    message after every reconnect: a loop. So the bus refuses it before it is queued."""
+    import pytest
+
+    node = broker.bus(Role.CAMERA, "camera/big")
+    node.start()
+    assert node.wait_connected(10)
+    with pytest.raises(PayloadTooLarge, match="max_payload_mb"):
+        node.publish_confirmed(T.snapshot("big"), b"x" * (16 * 1024 * 1024))
+    with pytest.raises(PayloadTooLarge):
+        node.publish(T.snapshot("big"), b"x" * (16 * 1024 * 1024))
+    time.sleep(0.5)
+    assert node.connected
+    assert node.publish_confirmed(T.snapshot("big"), b"\xff\xd8 a normal snapshot")
+    node.stop()

@@ -321,3 +321,19 @@ def test_snapshots_in_memory_at_stop_go_to_disk(tmp_path: Path) -> None:
     stopper.join(10)
     assert len(spool) == 3
     bus.publish_confirmed = slow_publish  # type: ignore[method-assign]
+
+
+def test_a_snapshot_too_large_for_the_broker_is_reported_and_does_not_block_the_rest(tmp_path: Path) -> None:
+    bus = LocalBus(f"camera/{CAM}", max_payload_bytes=100)
+    spool = DiskSpool(tmp_path / "spool", max_items=100, max_bytes=10_000_000)
+    sender = SnapshotSender(bus, T.snapshot(CAM), spool, retry_s=0.05)
+    sender.start()
+    try:
+        sender.submit(Snapshot(b"x" * 200, meta(0)))
+        sender.submit(Snapshot(b"small", meta(1)))
+        wait_until(lambda: len(snapshots(bus)) == 1)
+        assert [(m.seq, p) for m, p in snapshots(bus)] == [(1, b"small")]
+        assert [e.error for e in bus.errors] == ["payload_too_large"]
+        assert len(spool) == 0
+    finally:
+        sender.stop()
