@@ -256,6 +256,22 @@ def report(probes: list[Probe], found: dict[str, int], threshold: float) -> None
             f"median {_pct(gen, 50):.3f} (n={len(gen)});  impostor max {max(imp, default=np.nan):.3f} "
             f"p99 {_pct(imp, 99):.3f} (n={len(imp)})"
         )
+    print("\ngenuine label minus best other label (the margin's view):")
+    for prefix in ("clean", "degraded", "degraded+motion"):
+        g = gaps(probes, prefix)
+        print(f"  {prefix:16s} min {min(g, default=np.nan):.3f}, median {_pct(g, 50):.3f} (n={len(g)})")
+
+
+def gaps(probes: list[Probe], prefix: str) -> list[float]:
+    """Per known probe: its true label's score minus the best other label's (what the margin sees)."""
+    out = []
+    for p in probes:
+        for c in conditions([p], prefix):
+            own = p.scores[c].get(p.truth or "")
+            others = [s for label, s in p.scores[c].items() if label != p.truth and s is not None]
+            if p.truth is not None and own is not None and others:
+                out.append(own - max(others))
+    return out
 
 
 def scores(probes: list[Probe], prefix: str, genuine: bool) -> list[float]:

@@ -128,6 +128,6 @@ def detect(
         dets = merge(Detections.concat([dets, roi]), plan.nms_threshold)
         lap("detect_roi")
     if plan.refine and len(dets):
-        dets = refine(image, detector, dets)
+        dets = merge(refine(image, detector, dets), plan.nms_threshold)  # two may refine onto one face
         lap("refine")
     return dets, timings

