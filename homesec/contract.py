@@ -250,7 +250,8 @@ def parse(model: type[P], raw: bytes | str) -> P:
         return model.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()
+            f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
         )
         raise ContractError(f"invalid {model.__name__}: {problems}") from None
 

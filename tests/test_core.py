@@ -46,7 +46,7 @@ def test_parse_names_the_bad_field() -> None:
         parse(TrainRequest, b"\xff\xfe")
     with pytest.raises(ContractError, match="expected a JSON object"):
         parse(TrainRequest, b"[1, 2]")
-    with pytest.raises(ContractError, match="label"):
+    with pytest.raises(ContractError, match=r"^invalid TrainRequest: label: invalid label '\.\./x'"):
         parse(TrainRequest, json.dumps({"label": "../x", "image_b64": ""}))
     with pytest.raises(ContractError, match="surprise"):
         parse(TrainRequest, json.dumps({"label": "ok", "image_b64": "", "surprise": 1}))
