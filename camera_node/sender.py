@@ -123,10 +123,13 @@ class SnapshotSender:
             payload, props = self._encode(snap)
             if len(self.spool) == 0 and self._publish(payload, props):
                 return
-            self.spool.put(payload, {META_PROPERTY: props[META_PROPERTY]})
-            self.spooled += 1
+            self._spool(payload, props)
         finally:
             self._queue.task_done()
+
+    def _spool(self, payload: bytes, props: dict[str, str]) -> None:
+        self.spool.put(payload, {META_PROPERTY: props[META_PROPERTY]})
+        self.spooled += 1
 
     def _absorb(self) -> None:
         """Move snapshots waiting in memory to the spool's tail (keeps order, survives a crash)."""
@@ -139,9 +142,7 @@ class SnapshotSender:
                 self._queue.task_done()
                 continue
             try:
-                payload, props = self._encode(snap)
-                self.spool.put(payload, {META_PROPERTY: props[META_PROPERTY]})
-                self.spooled += 1
+                self._spool(*self._encode(snap))
             finally:
                 self._queue.task_done()
 

@@ -188,13 +188,17 @@ class CameraService:
             self._publish_enabled()  # on start and after every reconnect: the retained state stays true
         self._was_connected = connected
         self._handle_commands(now)
-        due = bool(self._bursts) and now >= self._bursts[0].next_at
-        # A PIR trigger will probably start an event on this very frame: have its full image at hand.
-        frame = self.source.read(want_main=due or self._pir_rose.is_set())
+        # Asked when the frame arrives: a burst shot due by then, or a PIR edge during the wait (which
+        # will probably start an event on this very frame), gets this frame's full image.
+        frame = self.source.read(want_main=self._main_wanted)
         if frame is None:
             return False
         self._on_frame(frame, self._clock())
         return True
+
+    def _main_wanted(self) -> bool:
+        due = bool(self._bursts) and self._clock() >= self._bursts[0].next_at
+        return due or self._pir_rose.is_set()
 
     def _handle_commands(self, now: float) -> None:
         while True:

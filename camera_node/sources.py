@@ -33,13 +33,24 @@ class Frame:
     index: int
 
 
+WantMain = bool | Callable[[], bool]
+
+
+def wanted(want_main: WantMain) -> bool:
+    return want_main() if callable(want_main) else want_main
+
+
 class FrameSource(Protocol):
     lores_size: Size
 
     def start(self) -> None: ...
 
-    def read(self, want_main: bool = False) -> Frame | None:
-        """The next frame (blocks until it is due); None when a non-looping replay has ended."""
+    def read(self, want_main: WantMain = False) -> Frame | None:
+        """The next frame (blocks until it is due); None when a non-looping replay has ended.
+
+        `want_main` may be a callable, asked once the frame has arrived: a PIR edge during the wait
+        then still gets this frame's full image instead of the next one's (one frame less latency).
+        """
         ...
 
     def stop(self) -> None: ...
@@ -105,7 +116,7 @@ class ReplaySource:
     def stop(self) -> None:
         self._stopped.set()
 
-    def read(self, want_main: bool = False) -> Frame | None:
+    def read(self, want_main: WantMain = False) -> Frame | None:
         i = self._index
         if self._stopped.is_set() or (i >= len(self.files) and not self.loop):
             return None
@@ -114,7 +125,7 @@ class ReplaySource:
             return None
         self._index += 1
         path = self.files[i % len(self.files)]
-        lores, size, main = self._load(path, want_main)
+        lores, size, main = self._load(path, wanted(want_main))
         return Frame(lores, main, size, ts, i)
 
     def _load(
@@ -168,7 +179,7 @@ class Picamera2Source:
         cam.start()
         self._cam = cam
 
-    def read(self, want_main: bool = False) -> Frame | None:
+    def read(self, want_main: WantMain = False) -> Frame | None:
         if self._cam is None:
             return None
         w, h = self.lores_size
@@ -176,7 +187,7 @@ class Picamera2Source:
         try:
             # The YUV420 buffer is the Y plane (h rows) followed by U and V; only Y is needed.
             lores = np.ascontiguousarray(request.make_array("lores")[:h, :w])
-            main = request.make_array("main") if want_main else None
+            main = request.make_array("main") if wanted(want_main) else None
         finally:
             request.release()  # hand the buffers back to the camera at once
         self._index += 1

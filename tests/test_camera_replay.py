@@ -3,6 +3,7 @@ noise and a light switching on are none."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -136,3 +137,21 @@ def test_picamera2_source_fails_clearly_without_picamera2() -> None:
     source = make_source(CameraSettings(source="picamera2"))
     with pytest.raises(RuntimeError, match="python3-picamera2"):
         source.start()
+
+
+def test_want_main_is_asked_once_the_frame_is_due() -> None:
+    """A trigger that arrives while read() waits for the frame still gets that frame's full image."""
+    asked: list[float] = []
+
+    def want() -> bool:
+        asked.append(time.monotonic())
+        return True
+
+    src = ReplaySource(WALK_IN, fps=5, loop=False, lores_size=(80, 60))
+    src.start()
+    first = src.read(want_main=want)
+    start = time.monotonic()
+    second = src.read(want_main=want)
+    assert first is not None and first.main is not None
+    assert second is not None and second.main is not None
+    assert len(asked) == 2 and asked[1] - start >= 0.15  # asked after the ~1/5 s wait, not before it

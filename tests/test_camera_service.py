@@ -20,7 +20,7 @@ from camera_node import synthetic
 from camera_node.sender import Snapshot, SnapshotSender
 from camera_node.service import CameraService
 from camera_node.settings import CameraSettings
-from camera_node.sources import Frame, luma
+from camera_node.sources import Frame, WantMain, luma, wanted
 from homesec.bus import LocalBus
 from homesec.config import Config
 from homesec.contract import (
@@ -86,12 +86,13 @@ class ScriptedSource:
 
     def stop(self) -> None: ...
 
-    def read(self, want_main: bool = False) -> Frame:
+    def read(self, want_main: WantMain = False) -> Frame:
         time.sleep(1 / self.fps)
         rgb = self.scene[self.i % len(self.scene)]
         self.i += 1
         y = self._lores.setdefault(id(rgb), luma(Image.fromarray(rgb), self.lores_size))
-        return Frame(y, rgb if want_main else None, (rgb.shape[1], rgb.shape[0]), time.monotonic(), self.i)
+        main = rgb if wanted(want_main) else None
+        return Frame(y, main, (rgb.shape[1], rgb.shape[0]), time.monotonic(), self.i)
 
 
 @pytest.fixture
