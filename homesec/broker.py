@@ -138,6 +138,18 @@ def render_conf(
     return "\n".join(lines) + "\n"
 
 
+def render_container_conf() -> str:
+    """mosquitto.conf as shipped in mosquitto/ for docker-compose: the paths the container sees."""
+    return render_conf(
+        port=1883,
+        bind="",
+        password_file="/mosquitto/config/passwd",
+        acl_file="/mosquitto/config/acl",
+        persistence_dir="/mosquitto/data",
+        log_dest="stdout",
+    )
+
+
 def hash_password(password: str, *, iterations: int = 101, salt: bytes | None = None) -> str:
     """Mosquitto 2.x `$7$` password hash (PBKDF2-SHA512), as mosquitto_passwd writes it."""
     salt = salt or secrets.token_bytes(12)

@@ -149,6 +149,13 @@ def error_report(node: str, error: str, detail: str, topic: str) -> ErrorReport:
     return ErrorReport(error=error, detail=detail[:2000], topic=topic, node=node)
 
 
+def publish_answer(bus: Bus, request: Message, topic: str, answer: Payload) -> None:
+    """`answer` on `topic` for everyone, and on the requester's MQTT v5 response topic if it gave one."""
+    bus.publish(topic, answer)
+    if request.response_topic:
+        bus.publish(request.response_topic, answer, correlation_data=request.correlation_data)
+
+
 class MqttBus:
     """paho-mqtt 2.x client (callback API v2, MQTT v5) with the guarantees described above."""
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from homesec.broker import render_acl, render_conf
+from homesec.broker import render_acl, render_container_conf
 from homesec.config import Config, ConfigError, load_config
 from homesec.contract import (
     ArmCommand,
@@ -75,15 +75,7 @@ def cmd_broker_render(args: argparse.Namespace) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     (out / "acl").write_text(render_acl(args.prefix))
-    conf = render_conf(
-        port=1883,
-        bind="",
-        password_file="/mosquitto/config/passwd",
-        acl_file="/mosquitto/config/acl",
-        persistence_dir="/mosquitto/data",
-        log_dest="stdout",
-    )
-    (out / "mosquitto.conf").write_text(conf)
+    (out / "mosquitto.conf").write_text(render_container_conf())
     print(f"wrote {out / 'acl'} and {out / 'mosquitto.conf'}")
     return EXIT_OK
 

@@ -134,8 +134,14 @@ class Bot:
                 self.offset = max(self.offset or 0, int(update.get("update_id", 0)) + 1)
                 self.handle(api, update)
             if updates:
-                self.offsets.save(self.offset or 0)
+                self._save_offset()
         api.close()
+
+    def _save_offset(self) -> None:
+        try:
+            self.offsets.save(self.offset or 0)
+        except OSError as exc:  # a full disk must not stop the bot; a restart may see these updates again
+            log.warning("could not save the getUpdates offset: %s", exc)
 
     # -- dispatch
     def handle(self, api: BotApi, update: dict[str, Any]) -> None:

@@ -26,7 +26,7 @@ from homesec.spool import DiskSpool, SpoolItem
 
 from .caption import build_caption
 from .photo import fit_photo
-from .policy import Grouper, RateLimiter, backoff_delay
+from .policy import Grouper, RateLimiter, backoff_delay, visitors_of
 from .settings import NotifierSettings
 from .store import AlertStore, alert_stem, write_pair
 from .telegram import BotApi, PermanentError, RateLimited, RetryableError
@@ -106,8 +106,8 @@ class Deliverer:
         if not self.telegram:
             self._to_outbox(alert, jpeg, group)
             return
-        unknown = {f.visitor for f in alert.faces if f.label is None and f.visitor}
-        key = self.alerts.add(jpeg, visitor=unknown.pop() if len(unknown) == 1 else None)
+        unknown = visitors_of(alert)  # the alert photo names its visitor only when it shows just one
+        key = self.alerts.add(jpeg, visitor=next(iter(unknown)) if len(unknown) == 1 else None)
         assert self._inline_api is not None
         queued = 0
         for chat in self.settings.alert_chats:
@@ -199,14 +199,21 @@ class Deliverer:
         api = self._api_factory()
         attempt = 0
         while not self._stop.is_set():
-            item = self.spool.peek()
-            if item is None:
-                self._apply_edits(api)
-                if self._wake.wait(1.0):
-                    self._wake.clear()
-                continue
-            attempt = self._drain_one(api, item, attempt)
+            try:
+                attempt = self._step(api, attempt)
+            except Exception:  # a disk error must not end delivery for good: the spool would only grow
+                log.exception("alert delivery failed; retrying in %.1f s", self.settings.retry_max_s)
+                self._stop.wait(self.settings.retry_max_s)
         api.close()
+
+    def _step(self, api: BotApi, attempt: int) -> int:
+        item = self.spool.peek()
+        if item is None:
+            self._apply_edits(api)
+            if self._wake.wait(1.0):
+                self._wake.clear()
+            return attempt
+        return self._drain_one(api, item, attempt)
 
     def _drain_one(self, api: BotApi, item: SpoolItem, attempt: int) -> int:
         """Send the oldest spooled alert; return the new failure count."""

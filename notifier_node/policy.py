@@ -8,12 +8,17 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from homesec.contract import Verdict, new_id
+from homesec.contract import Alert, Verdict, new_id
 
 Clock = Callable[[], float]
 
 # An unknown face is worth a fresh alert even inside a no-face group: it is the photo people want.
 VERDICT_RANK = {Verdict.KNOWN: 0, Verdict.NO_FACE: 1, Verdict.UNKNOWN: 2}
+
+
+def visitors_of(alert: Alert) -> frozenset[str]:
+    """The unknown-visitor ids in an alert (issue 7): the cooldown groups photos per visitor."""
+    return frozenset(f.visitor for f in alert.faces if f.visitor and f.label is None)
 
 
 def backoff_delay(attempt: int, low: float, high: float, rng: random.Random | None = None) -> float:

@@ -119,8 +119,12 @@ class Replier:
                 job = self._queue.get(timeout=0.5)
             except queue.Empty:
                 continue
-            if job is not None:
+            if job is None:
+                continue
+            try:
                 self._do(api, job)
+            except Exception:  # e.g. a failing on_sent callback: one bad job must not silence the bot
+                log.exception("%s failed", job.what)
         api.close()
 
     def _do(self, api: BotApi, job: _Job) -> None:

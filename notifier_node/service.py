@@ -31,17 +31,12 @@ from homesec.contract import (
 from .bot import Bot
 from .delivery import Deliverer
 from .photo import check_jpeg
-from .policy import Grouper, RateLimiter
+from .policy import Grouper, RateLimiter, visitors_of
 from .replies import PendingRequests, Replier
 from .store import ArmedStore, OffsetStore
 from .telegram import BotApi
 
 log = logging.getLogger(__name__)
-
-
-def visitors_of(alert: Alert) -> frozenset[str]:
-    """The unknown-visitor ids in an alert (issue 7): the cooldown groups photos per visitor."""
-    return frozenset(f.visitor for f in alert.faces if f.visitor and f.label is None)
 
 
 class NotifierService:

@@ -33,6 +33,7 @@ import numpy as np
 
 from homesec.spool import write_atomic
 from recognizer_node import visitors as vis
+from recognizer_node.db import data_version, open_db, transaction
 from recognizer_node.search import EmbeddingMatrix
 
 log = logging.getLogger(__name__)
@@ -151,38 +152,30 @@ class Archive:
         self.max_age_s, self.max_bytes, self.prune_every = max_age_s, max_bytes, prune_every
         directory.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(directory / DB_NAME, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: consistent after a crash
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(SCHEMA + vis.SCHEMA)
+        # WAL + NORMAL: consistent after a crash
+        self._db = open_db(directory / DB_NAME, SCHEMA + vis.SCHEMA, synchronous="NORMAL")
         self.visitors = (
             vis.VisitorClusters(model, visitor_threshold) if visitor_threshold is not None else None
         )
         if self.visitors is not None:
             self.visitors.load(self._db)
         self._matrix: EmbeddingMatrix | None = None
-        self._data_version = self._version()
+        self._data_version = data_version(self._db)
         self._bytes = int(self._db.execute("SELECT COALESCE(SUM(bytes), 0) FROM snapshots").fetchone()[0])
         self._inserts = 0
 
     # ------------------------------------------------------------------------------------ plumbing
 
-    def _version(self) -> int:
-        return int(self._db.execute("PRAGMA data_version").fetchone()[0])
-
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
+                with transaction(self._db) as db:
+                    yield db
             except BaseException:
-                self._db.execute("ROLLBACK")
                 if self.visitors is not None:
                     self.visitors.load(self._db)  # drop centroid changes of the rolled-back snapshot
                 raise
-            self._db.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:
@@ -344,7 +337,7 @@ class Archive:
     def matrix(self) -> EmbeddingMatrix:
         """The in-memory embeddings of this model (loaded once; reloaded if another process wrote)."""
         with self._lock:
-            version = self._version()
+            version = data_version(self._db)
             if self._matrix is None or version != self._data_version:
                 self._data_version = version
                 self._matrix = self._load_matrix()

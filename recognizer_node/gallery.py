@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from homesec.contract import check_label, utc_now
+from recognizer_node.db import data_version, open_db, transaction
 from recognizer_node.matching import GalleryMatrix
 
 SCHEMA = """
@@ -52,30 +53,17 @@ class Gallery:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(SCHEMA)
+        self._db = open_db(path, SCHEMA, synchronous="FULL")
         self._cache: dict[str, GalleryMatrix] = {}
-        self._data_version = self._version()
+        self._data_version = data_version(self._db)
 
     # ------------------------------------------------------------------------------------ plumbing
 
-    def _version(self) -> int:
-        return int(self._db.execute("PRAGMA data_version").fetchone()[0])
-
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One transaction: all of it is committed, or none of it."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+            with transaction(self._db) as db:
+                yield db
             self._cache.clear()
 
     def close(self) -> None:
@@ -180,7 +168,7 @@ class Gallery:
     def matrix(self, model: str) -> GalleryMatrix:
         """All embeddings of `model`, grouped by label; cached until the gallery changes."""
         with self._lock:
-            version = self._version()
+            version = data_version(self._db)
             if version != self._data_version:  # another connection (process) committed
                 self._cache.clear()
                 self._data_version = version

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from homesec.bus import publish_answer
 from homesec.contract import (
-    ContractError,
     Face,
     GalleryCommand,
     GalleryResult,
@@ -124,7 +124,7 @@ class History:
         except (binascii.Error, ValueError) as exc:  # ContractError is a ValueError
             reason = "image_b64 is not base64" if isinstance(exc, binascii.Error) else str(exc)
             result = SearchResult(request_id=req.request_id, ok=False, reason=reason)
-        _publish(bus, msg, result)
+        publish_answer(bus, msg, bus.topics.search_result, result)
 
     def _hit(self, h: ArchiveHit) -> SearchHit:
         snapshot = None
@@ -147,17 +147,12 @@ class History:
 
     def name_visitor(self, cmd: GalleryCommand, gallery: Gallery) -> GalleryResult:
         """Enroll the visitor's archived faces (its best NAME_VISITOR_MAX) under `cmd.label`."""
-        if cmd.visitor is None or cmd.label is None:
-            raise ContractError("name_visitor needs 'visitor' (id) and 'label'")
+        if cmd.visitor is None or cmd.label is None:  # refused, not raised: the requester awaits an answer
+            return _refusal(cmd, "name_visitor needs 'visitor' (id) and 'label'")
         label = check_label(cmd.label)
         faces = self.archive.visitor_faces(cmd.visitor, NAME_VISITOR_MAX)
         if not faces:
-            return GalleryResult(
-                request_id=cmd.request_id,
-                op=cmd.op,
-                ok=False,
-                reason=f"no archived faces of visitor {cmd.visitor}",
-            )
+            return _refusal(cmd, f"no archived faces of visitor {cmd.visitor}")
         model = self.recognizer.embedder_id
         for embedding, emb_model, crop, quality in faces:
             if embedding is None or emb_model != model:  # archived by another model: re-embed the crop
@@ -201,17 +196,15 @@ def answer_search(bus: Bus, msg: Message, history: History | None) -> None:
         history.handle_search(bus, msg)
         return
     req = parse(SearchRequest, msg.payload)
-    _publish(bus, msg, SearchResult(request_id=req.request_id, ok=False, reason=ARCHIVE_OFF))
+    refusal = SearchResult(request_id=req.request_id, ok=False, reason=ARCHIVE_OFF)
+    publish_answer(bus, msg, bus.topics.search_result, refusal)
 
 
 def name_visitor(cmd: GalleryCommand, gallery: Gallery, history: History | None) -> GalleryResult:
     if history is None:
-        return GalleryResult(request_id=cmd.request_id, op=cmd.op, ok=False, reason=ARCHIVE_OFF)
+        return _refusal(cmd, ARCHIVE_OFF)
     return history.name_visitor(cmd, gallery)
 
 
-def _publish(bus: Bus, msg: Message, result: SearchResult) -> None:
-    """On `search_result` for everyone, and on the requester's MQTT v5 response topic if it gave one."""
-    bus.publish(bus.topics.search_result, result)
-    if msg.response_topic:
-        bus.publish(msg.response_topic, result, correlation_data=msg.correlation_data)
+def _refusal(cmd: GalleryCommand, reason: str) -> GalleryResult:
+    return GalleryResult(request_id=cmd.request_id, op=cmd.op, ok=False, reason=reason)

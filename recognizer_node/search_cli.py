@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from homesec.contract import ContractError
+from recognizer_node.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _config, _fail, _settings
 from recognizer_node.models import ModelError
 
 if TYPE_CHECKING:
@@ -23,13 +24,6 @@ if TYPE_CHECKING:
     from recognizer_node.archive import ArchiveHit
     from recognizer_node.pipeline import Recognizer
     from recognizer_node.search import IndexedFace
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-def _fail(message: str, code: int) -> int:
-    print(f"homesec: {message}", file=sys.stderr)
-    return code
 
 
 def add_search_arguments(p: argparse.ArgumentParser) -> None:
@@ -50,7 +44,6 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_faces_search(args: argparse.Namespace) -> int:
-    from homesec.config import load_config
     from recognizer_node.pipeline import Recognizer
     from recognizer_node.search import query_face
 
@@ -60,10 +53,8 @@ def cmd_faces_search(args: argparse.Namespace) -> int:
         return _fail("--top must be at least 1", EXIT_USAGE)
     if args.target is not None and not Path(args.target).is_dir():
         return _fail(f"{args.target}: not a directory", EXIT_USAGE)
-    config = load_config(getattr(args, "config", None))
-    settings = config.recognizer
-    if args.models_dir:
-        settings = settings.model_copy(update={"models_dir": args.models_dir})
+    config = _config(args)
+    settings = _settings(args, config)
     try:
         rec = Recognizer(settings, config.data_dir)
     except ModelError as exc:

@@ -11,7 +11,7 @@ import base64
 import binascii
 import logging
 
-from homesec.bus import Bus, Message
+from homesec.bus import Bus, Message, publish_answer
 from homesec.config import Config
 from homesec.contract import (
     JPEG_CONTENT_TYPE,
@@ -232,9 +232,7 @@ class RecognizerService:
     def _answer(self, msg: Message, answer: Payload) -> None:
         """On the result topic for everyone, and on the requester's MQTT v5 response topic if it gave one."""
         topic = self.topics.train_result if isinstance(answer, TrainResult) else self.topics.gallery_result
-        self.bus.publish(topic, answer)
-        if msg.response_topic:
-            self.bus.publish(msg.response_topic, answer, correlation_data=msg.correlation_data)
+        publish_answer(self.bus, msg, topic, answer)
 
     def publish_summary(self) -> None:
         labels = self.gallery.labels()

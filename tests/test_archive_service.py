@@ -129,6 +129,9 @@ def test_naming_a_visitor_over_the_bus_enrolls_it(tmp_path: Path, rec: Recognize
     snapshot(bus, "obama_probe.jpg", "e2")
     later = parse(RecognitionResult, bus.payloads(bus.topics.result("door"))[-1])
     assert later.verdict == "known" and later.faces[0].label == "obama" and later.faces[0].visitor is None
+    bus.inject(bus.topics.gallery_cmd, GalleryCommand(op="name_visitor", label="obama"))  # no visitor id
+    refusal = parse(GalleryResult, bus.payloads(bus.topics.gallery_result)[-1])
+    assert not refusal.ok and "needs 'visitor'" in (refusal.reason or "")  # answered, not left waiting
 
 
 def test_a_broken_archive_never_blocks_the_result(tmp_path: Path, rec: Recognizer) -> None:

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from homesec.contract import Topics
+from tests.fake_telegram import CHAT, TOKEN, FakeTelegram
 from tests.mqtt_helpers import Broker, Collector
-from tests.test_notifier_fakeapi import CHAT, TOKEN, FakeTelegram
 
 pytestmark = pytest.mark.integration
 

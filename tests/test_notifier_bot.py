@@ -23,8 +23,8 @@ from homesec.contract import (
     TrainResult,
     parse,
 )
+from tests.fake_telegram import CHAT, FakeTelegram, jpeg_bytes, say, serve_fake, wait_text
 from tests.test_notifier_delivery import Harness, make_config
-from tests.test_notifier_fakeapi import CHAT, FakeTelegram, jpeg_bytes
 
 STRANGER = 666
 
@@ -59,11 +59,7 @@ class Recognizer:
 
 @pytest.fixture
 def fake() -> Iterator[FakeTelegram]:
-    tg = FakeTelegram().start()
-    tg.chats.add(STRANGER)
-    yield tg
-    tg.stop()
-    assert tg.shape_errors == []
+    yield from serve_fake(STRANGER)
 
 
 def start(tmp_path: Path, fake: FakeTelegram, **overrides: Any) -> tuple[Harness, Recognizer]:
@@ -77,17 +73,6 @@ def bot(tmp_path: Path, fake: FakeTelegram) -> Iterator[tuple[Harness, Recognize
     h, r = start(tmp_path, fake)
     yield h, r
     h.close()
-
-
-def say(fake: FakeTelegram, text: str, chat: int = CHAT, **extra: Any) -> dict[str, Any]:
-    msg = fake.message(text, chat=chat, **extra)
-    fake.push(message=msg)
-    return msg
-
-
-def wait_text(fake: FakeTelegram, needle: str, chat: int = CHAT) -> str:
-    fake.wait(lambda: any(needle in t for t in fake.texts(chat)))
-    return next(t for t in fake.texts(chat) if needle in t)
 
 
 def test_a_strangers_chat_is_refused_and_logged(

@@ -14,9 +14,9 @@ import pytest
 from homesec.bus import Message
 from homesec.contract import Alert, Role, TrainRequest, TrainResult, Verdict, meta_property, parse
 from notifier_node.service import NotifierService
+from tests.fake_telegram import CHAT, FakeTelegram, jpeg_bytes
 from tests.mqtt_helpers import Broker, Collector
 from tests.test_notifier_delivery import make_config
-from tests.test_notifier_fakeapi import CHAT, FakeTelegram, jpeg_bytes
 
 pytestmark = pytest.mark.integration
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,10 @@ from pydantic import SecretStr
 from homesec.bus import LocalBus
 from homesec.config import Config
 from homesec.contract import Alert, ArmCommand, Face, Verdict, meta_property
+from homesec.spool import SpoolItem
 from notifier_node.service import NotifierService
 from notifier_node.settings import NotifierSettings
-from tests.test_notifier_fakeapi import CHAT, TOKEN, FakeTelegram, jpeg_bytes
+from tests.fake_telegram import CHAT, TOKEN, FakeTelegram, jpeg_bytes, serve_fake
 
 FAST = {
     "poll_timeout_s": 1,
@@ -34,11 +36,7 @@ FAST = {
 
 @pytest.fixture
 def fake() -> Iterator[FakeTelegram]:
-    tg = FakeTelegram().start()
-    yield tg
-    if tg.server.is_running():
-        tg.stop()
-    assert tg.shape_errors == []
+    yield from serve_fake()
 
 
 def make_config(data: Path, base_url: str | None, **overrides: Any) -> Config:
@@ -145,6 +143,27 @@ def test_a_429_is_waited_out(harness: Harness, fake: FakeTelegram) -> None:
     refused, sent = [c for c in fake.calls if c.method == "sendPhoto"]
     assert refused.status == 429 and sent.at - refused.at >= 0.9  # honoured retry_after
     fake.wait(lambda: len(harness.delivered()) == 1)
+
+
+def test_delivery_outlives_a_disk_error(
+    harness: Harness, fake: FakeTelegram, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = harness.service.deliverer.spool
+    real_peek, failed = spool.peek, threading.Event()
+
+    def peek_failing_once() -> SpoolItem | None:
+        if not failed.is_set():
+            failed.set()
+            raise OSError("disk hiccup")
+        return real_peek()
+
+    monkeypatch.setattr(spool, "peek", peek_failing_once)
+    fake.wait(failed.is_set)  # the delivery thread met the error...
+    fake.down = True
+    harness.alert()
+    assert len(spool) == 1
+    fake.down = False
+    fake.wait(lambda: len(fake.ok_calls("sendPhoto")) == 1)  # ...and still drains the spool
 
 
 def test_an_outage_then_recovery_loses_and_duplicates_nothing(harness: Harness, fake: FakeTelegram) -> None:

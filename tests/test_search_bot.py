@@ -12,9 +12,8 @@ import pytest
 from homesec.bus import LocalBus, Message
 from homesec.contract import SearchHit, SearchRequest, SearchResult, parse
 from notifier_node.search import format_result
-from tests.test_notifier_bot import say, wait_text
+from tests.fake_telegram import CHAT, FakeTelegram, jpeg_bytes, say, serve_fake, wait_text
 from tests.test_notifier_delivery import Harness, make_config
-from tests.test_notifier_fakeapi import CHAT, FakeTelegram, jpeg_bytes
 
 HITS = [
     SearchHit(event_id="e1", camera="door", ts="2026-11-20T18:02:11.000Z", similarity=0.71, box=(1, 2, 3, 4)),
@@ -43,10 +42,7 @@ class Archive:
 
 @pytest.fixture
 def fake() -> Iterator[FakeTelegram]:
-    tg = FakeTelegram().start()
-    yield tg
-    tg.stop()
-    assert tg.shape_errors == []
+    yield from serve_fake()
 
 
 @pytest.fixture
