@@ -150,10 +150,23 @@ def error_report(node: str, error: str, detail: str, topic: str) -> ErrorReport:
 
 
 def publish_answer(bus: Bus, request: Message, topic: str, answer: Payload) -> None:
-    """`answer` on `topic` for everyone, and on the requester's MQTT v5 response topic if it gave one."""
+    """`answer` on `topic` for everyone, and on the requester's MQTT v5 response topic if it gave one.
+
+    Only response topics under `<prefix>/reply/` are honoured: the requester chooses the topic, and the
+    answering node may also write its own state topics, which a request must not be able to overwrite.
+    """
     bus.publish(topic, answer)
-    if request.response_topic:
-        bus.publish(request.response_topic, answer, correlation_data=request.correlation_data)
+    reply = request.response_topic
+    if not reply:
+        return
+    if not reply.startswith(bus.topics.reply_root) or any(c in reply for c in "+#"):
+        bus.report_error(
+            "bad_response_topic",
+            f"response topic {reply!r} is not under {bus.topics.reply_root}",
+            request.topic,
+        )
+        return
+    bus.publish(reply, answer, correlation_data=request.correlation_data)
 
 
 class MqttBus:

@@ -201,6 +201,10 @@ class Topics:
     def delivered(self) -> str:
         return f"{self.prefix}/notifier/delivered"
 
+    @property
+    def reply_root(self) -> str:
+        return f"{self.prefix}/reply/"
+
     def reply(self, role: str, client: str) -> str:
         """MQTT v5 response topic for a requester (the ACL lets the recognizer answer only here)."""
         return f"{self.prefix}/reply/{role}/{client}"

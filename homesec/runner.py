@@ -71,10 +71,16 @@ def run_node(
     bus = MqttBus(mqtt, node=node)
     try:
         service = build(config, bus)
+    except Exception as exc:
+        log.error("%s cannot start: %s", node, exc)
+        log.debug("start-up failure", exc_info=True)
+        return 2
+    try:
         service.start()
     except Exception as exc:
         log.error("%s cannot start: %s", node, exc)
         log.debug("start-up failure", exc_info=True)
+        service.stop()  # whatever it started (threads, devices) goes down with it
         return 2
     stop = stop_event or threading.Event()
     if threading.current_thread() is threading.main_thread():
@@ -84,6 +90,8 @@ def run_node(
     log.info("%s started; broker %s:%s", node, mqtt.host, mqtt.port)
     stop.wait()
     log.info("%s stopping", node)
-    service.stop()
-    bus.stop()
+    try:
+        service.stop()
+    finally:
+        bus.stop()  # `stopped` is published even if the service stumbled on its way out
     return 0

@@ -102,13 +102,31 @@ class DiskSpool:
             self._remove_locked(oldest)
 
     def peek(self) -> SpoolItem | None:
+        """The oldest record. An unreadable one is moved to `corrupt/` (with an ERROR log), never
+        returned again: retrying it forever would block everything queued behind it."""
         with self._lock:
-            if not self._ids:
-                return None
-            item_id = self._ids[0]
-            payload = (self.directory / f"{item_id}.bin").read_bytes()
-            meta = json.loads((self.directory / f"{item_id}.json").read_bytes())
-            return SpoolItem(item_id, payload, meta)
+            while self._ids:
+                item_id = self._ids[0]
+                try:
+                    payload = (self.directory / f"{item_id}.bin").read_bytes()
+                    meta = json.loads((self.directory / f"{item_id}.json").read_bytes())
+                    if not isinstance(meta, dict):
+                        raise ValueError("metadata is not a JSON object")
+                    return SpoolItem(item_id, payload, meta)
+                except (OSError, ValueError) as exc:
+                    self._quarantine(item_id, exc)
+            return None
+
+    def _quarantine(self, item_id: str, exc: Exception) -> None:
+        log.error("spool %s: record %s is unreadable (%s); moved to corrupt/", self.directory, item_id, exc)
+        self._bytes -= self._record_size(item_id)
+        corrupt = self.directory / "corrupt"
+        corrupt.mkdir(exist_ok=True)
+        for suffix in (".json", ".bin"):
+            src = self.directory / f"{item_id}{suffix}"
+            if src.exists():
+                os.replace(src, corrupt / src.name)
+        self._ids.remove(item_id)
 
     def remove(self, item_id: str) -> None:
         with self._lock:

@@ -66,7 +66,10 @@ class RecognizerService:
         # event archive, face search and visitor ids (issue 7, docs/search.md)
         self.history = open_history(s.archive, config.data_dir, self.rec)
         bus.subscribe(t.search_cmd, lambda msg: answer_search(bus, msg, self.history))
-        bus.on_connected(self.publish_summary)  # retained state, refreshed at every (re)connection
+        self._summary = self._gallery_summary()
+        # Retained state, refreshed at every (re)connection from the cached summary: the hook runs on
+        # paho's network thread, which must not wait on the gallery while a training holds it.
+        bus.on_connected(lambda: bus.publish(self.topics.gallery, self._summary, retain=True))
 
     def start(self) -> None:
         log.info("recognizer ready: %s, gallery %s", self.rec.model_name, self.gallery.labels())
@@ -234,7 +237,11 @@ class RecognizerService:
         topic = self.topics.train_result if isinstance(answer, TrainResult) else self.topics.gallery_result
         publish_answer(self.bus, msg, topic, answer)
 
-    def publish_summary(self) -> None:
+    def _gallery_summary(self) -> GallerySummary:
         labels = self.gallery.labels()
-        summary = GallerySummary(labels=labels, enrollments=sum(labels.values()), model=self.rec.model_name)
-        self.bus.publish(self.topics.gallery, summary, retain=True)
+        return GallerySummary(labels=labels, enrollments=sum(labels.values()), model=self.rec.model_name)
+
+    def publish_summary(self) -> None:
+        """After a gallery change (on the worker thread): recompute, cache and publish."""
+        self._summary = self._gallery_summary()
+        self.bus.publish(self.topics.gallery, self._summary, retain=True)

@@ -221,3 +221,36 @@ def test_generated_files_are_up_to_date() -> None:
     conf = (REPO / "mosquitto" / "mosquitto.conf").read_text()
     assert "allow_anonymous false" in conf and "acl_file /mosquitto/config/acl" in conf
     assert conf == render_container_conf(), "run: homesec broker render"
+
+
+def test_an_unreadable_spool_record_is_set_aside_and_does_not_block_the_rest(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spool = DiskSpool(tmp_path)
+    bad = spool.put(b"first", {"n": 1})
+    spool.put(b"second", {"n": 2})
+    (tmp_path / f"{bad}.json").write_text("{truncated")
+    with caplog.at_level(logging.ERROR):
+        item = spool.peek()
+    assert item is not None and item.payload == b"second"
+    assert len(spool) == 1 and (tmp_path / "corrupt" / f"{bad}.bin").exists()
+    assert "unreadable" in caplog.text
+
+
+def test_answers_go_only_to_response_topics_under_reply() -> None:
+    from homesec.bus import publish_answer
+    from homesec.contract import TrainResult
+
+    bus = LocalBus("recognizer/main")
+    answer = TrainResult(request_id="r1", label="a", ok=True)
+    good = Message(
+        bus.topics.train, b"", response_topic=bus.topics.reply("admin", "c1"), correlation_data=b"r1"
+    )
+    publish_answer(bus, good, bus.topics.train_result, answer)
+    assert [m.topic for m in bus.published] == [bus.topics.train_result, bus.topics.reply("admin", "c1")]
+    assert bus.published[1].correlation_data == b"r1"
+    bus.published.clear()
+    hijack = Message(bus.topics.train, b"", response_topic=bus.topics.gallery)
+    publish_answer(bus, hijack, bus.topics.train_result, answer)
+    assert bus.topics.gallery not in [m.topic for m in bus.published]
+    assert [e.error for e in bus.errors] == ["bad_response_topic"]
