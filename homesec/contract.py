@@ -338,6 +338,8 @@ class Alert(Payload):
     verdict: Verdict
     faces: list[Face]
     snapshot_ts: str
+    # A capture someone asked for (/snapshot, `homesec capture`): sent whatever the verdict, armed or not.
+    requested: bool = False
 
 
 class TrainRequest(Payload):

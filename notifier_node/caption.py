@@ -41,8 +41,9 @@ def _face_line(face: Face) -> str:
 
 
 def build_caption(alert: Alert, zone: tzinfo | None = None, grouped: int = 1) -> str:
+    headline = "📷 Snapshot" if alert.requested else HEADLINES[alert.verdict]
     lines = [
-        f"{HEADLINES[alert.verdict]} at {alert.camera}",
+        f"{headline} at {alert.camera}",
         f"🕒 {local_time(alert.snapshot_ts, zone)}",
     ]
     faces = sorted(alert.faces, key=lambda f: (f.label is not None, f.rejected is not None))

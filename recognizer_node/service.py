@@ -112,10 +112,14 @@ class RecognizerService:
             [f.label or f.rejected or "unknown" for f in faces],
             result.timings_ms.get("total", 0.0),
         )
-        if result.verdict == Verdict.UNKNOWN or (
-            result.verdict == Verdict.NO_FACE and self.settings.alert_on_no_face
+        requested = meta.trigger == "manual"  # someone asked to see the door: show them, known or not
+        if (
+            requested
+            or result.verdict == Verdict.UNKNOWN
+            or (result.verdict == Verdict.NO_FACE and self.settings.alert_on_no_face)
         ):
             alert = Alert(
+                requested=requested,
                 camera=camera,
                 event_id=meta.event_id,
                 seq=meta.seq,

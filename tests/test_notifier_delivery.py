@@ -57,12 +57,14 @@ class Harness:
     ) -> bytes:
         photo = kw.pop("photo", None) or jpeg_bytes()
         visitor = kw.pop("visitor", None)
+        requested = kw.pop("requested", False)
         faces = [
             Face(box=(1, 1, 20, 20), score=0.9, label=None, similarity=0.3, closest="alice", visitor=visitor)
         ]
         meta = Alert(
             camera=camera, event_id=event_id, seq=kw.pop("seq", 0), verdict=verdict,
             faces=faces if verdict == Verdict.UNKNOWN else [], snapshot_ts="2024-07-01T18:30:05Z",
+            requested=requested,
         )  # fmt: skip
         self.bus.inject(self.bus.topics.alert(camera), photo, user_properties=meta_property(meta))
         return photo
@@ -99,6 +101,19 @@ def test_an_alert_arrives_once_with_its_photo_caption_and_enroll_button(
         1,
     )
     assert len(harness.service.deliverer.spool) == 0
+
+
+def test_a_requested_snapshot_is_sent_known_face_disarmed_and_all(tmp_path: Path, fake: FakeTelegram) -> None:
+    h = Harness(make_config(tmp_path / "data", fake.url))
+    try:
+        h.bus.inject(h.bus.topics.armed_cmd, ArmCommand(armed=False, by="test"))
+        h.alert(verdict=Verdict.KNOWN, event_id="snap1", requested=True)
+        fake.wait(lambda: len(fake.ok_calls("sendPhoto")) == 1)
+        assert fake.ok_calls("sendPhoto")[0].fields["caption"].startswith("📷 Snapshot at door")
+        h.alert(verdict=Verdict.KNOWN, event_id="snap2", requested=True)  # no cooldown for what was asked
+        fake.wait(lambda: len(fake.ok_calls("sendPhoto")) == 2)
+    finally:
+        h.close()
 
 
 def test_known_faces_no_face_off_and_disarmed_send_nothing(tmp_path: Path, fake: FakeTelegram) -> None:

@@ -72,13 +72,14 @@ def snapshot(
     meta_camera: str | None = None,
     size: tuple[int, int] = (1000, 1000),
     motion_box: tuple[int, int, int, int] | None = None,
+    trigger: str = "pir",
 ) -> None:
     meta = SnapshotMeta(
         camera=meta_camera or camera,
         event_id="e1",
         seq=seq,
         burst=3,
-        trigger="pir",
+        trigger=trigger,  # type: ignore[arg-type]
         width=size[0],
         height=size[1],
         motion_box=motion_box,
@@ -125,6 +126,19 @@ def test_train_then_recognize_known_and_unknown(svc: tuple[RecognizerService, Lo
     alert = parse_meta(Alert, alert_msg.user_properties)
     assert alert.seq == 1 and alert.verdict == "unknown" and alert.faces[0].label is None
     assert Image.open(io.BytesIO(alert_msg.payload)).format == "JPEG"
+
+
+def test_a_requested_snapshot_is_sent_even_when_everyone_is_known(
+    svc: tuple[RecognizerService, LocalBus],
+) -> None:
+    _, bus = svc
+    train(bus, "obama_train.jpg", "obama")
+    snapshot(bus, photo("obama_probe.jpg"), seq=0)  # the PIR saw the owner: no alert
+    assert not [m for m in bus.published if m.topic == bus.topics.alert("door")]
+    snapshot(bus, photo("obama_probe.jpg"), seq=1, trigger="manual")  # /snapshot: show me the door
+    (alert_msg,) = [m for m in bus.published if m.topic == bus.topics.alert("door")]
+    alert = parse_meta(Alert, alert_msg.user_properties)
+    assert alert.requested and alert.verdict == "known" and alert.faces[0].label == "obama"
 
 
 def test_no_face_alert_follows_the_setting(tmp_path: Path, rec: Recognizer) -> None:
