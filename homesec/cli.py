@@ -47,7 +47,20 @@ class CliError(RuntimeError):
 
 
 def _config(args: argparse.Namespace) -> Config:
-    return load_config(args.config)
+    config = load_config(args.config)
+    return _with_local_broker(config)
+
+
+def _with_local_broker(config: Config) -> Config:
+    """Talk to the broker `homesec up` runs (its port is in the data dir) unless a port was configured."""
+    port_file = config.data_dir / "broker" / "port"
+    if "port" in config.mqtt.model_fields_set or not port_file.exists():
+        return config
+    try:
+        port = int(port_file.read_text())
+    except ValueError:
+        return config
+    return config.model_copy(update={"mqtt": config.mqtt.model_copy(update={"port": port})})
 
 
 def _remote(args: argparse.Namespace) -> RemoteClient:
@@ -133,9 +146,8 @@ def cmd_labels(args: argparse.Namespace) -> int:
 
 def cmd_forget(args: argparse.Namespace) -> int:
     result = _gallery(args, op="delete_label", label=check_label(args.label))
-    print(
-        f"forgot {args.label!r} ({result.removed} enrollments)" if result.ok else f"refused: {result.reason}"
-    )
+    photos = f"{result.removed} photo{'s' if result.removed != 1 else ''}"
+    print(f"forgot {args.label!r} ({photos})" if result.ok else f"refused: {result.reason}")
     return EXIT_OK if result.ok else EXIT_FAILED
 
 

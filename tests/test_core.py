@@ -254,3 +254,15 @@ def test_answers_go_only_to_response_topics_under_reply() -> None:
     publish_answer(bus, hijack, bus.topics.train_result, answer)
     assert bus.topics.gallery not in [m.topic for m in bus.published]
     assert [e.error for e in bus.errors] == ["bad_response_topic"]
+
+
+def test_the_cli_finds_the_broker_homesec_up_started(tmp_path: Path) -> None:
+    from homesec.cli import _with_local_broker
+
+    config = load_config(None, env={"HOMESEC_DATA_DIR": str(tmp_path)})
+    assert _with_local_broker(config).mqtt.port == 1883  # nothing started: the configured default
+    (tmp_path / "broker").mkdir()
+    (tmp_path / "broker" / "port").write_text("18830\n")
+    assert _with_local_broker(config).mqtt.port == 18830
+    explicit = load_config(None, env={"HOMESEC_DATA_DIR": str(tmp_path), "HOMESEC_MQTT__PORT": "1884"})
+    assert _with_local_broker(explicit).mqtt.port == 1884  # a configured port always wins
