@@ -259,8 +259,3 @@ class MosquittoProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
-
-    def reload(self) -> None:
-        """SIGHUP: mosquitto re-reads the password and ACL files."""
-        if self.proc is not None:
-            self.proc.send_signal(1)

@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
@@ -439,7 +439,3 @@ def parse_meta(model: type[P], user_properties: dict[str, str]) -> P:
     if raw is None:
         raise ContractError(f"missing '{META_PROPERTY}' user property on an image message")
     return parse(model, raw)
-
-
-def as_dict(payload: BaseModel) -> dict[str, Any]:
-    return payload.model_dump(mode="json")

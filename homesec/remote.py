@@ -38,10 +38,6 @@ class RemoteClient:
         self._connect_timeout = connect_timeout
         self._settings = settings
 
-    def watch(self, *topic_filters: str) -> None:
-        for f in topic_filters:
-            self.bus.subscribe(f, self._inbox.put)
-
     def __enter__(self) -> RemoteClient:
         self.bus.subscribe(self.reply_topic, self._inbox.put)
         self.bus.start()

@@ -123,17 +123,19 @@ class Supervisor:
                 proc.kill()
 
 
-def _node_env(config: Config, port: int, data_dir: Path, config_path: Path | None) -> dict[str, str]:
+def _node_env(local: Config, demo_dir: Path | None) -> dict[str, str]:
+    """The environment of every node: the local broker and data dir, and the demo scene unless the
+    camera has a source of its own."""
     env = dict(os.environ)
     env.update(
-        HOMESEC_MQTT__HOST="127.0.0.1",
-        HOMESEC_MQTT__PORT=str(port),
-        HOMESEC_DATA_DIR=str(data_dir),
+        HOMESEC_MQTT__HOST=local.mqtt.host,
+        HOMESEC_MQTT__PORT=str(local.mqtt.port),
+        HOMESEC_DATA_DIR=str(local.data_dir),
         PYTHONUNBUFFERED="1",
     )
-    if "HOMESEC_CAMERA__REPLAY__DIR" in env:
-        pass  # --demo-dir or the user's own environment
-    elif config.camera.source == "replay" and config.camera.replay.dir is None:
+    if demo_dir is not None:
+        env["HOMESEC_CAMERA__REPLAY__DIR"] = str(demo_dir.resolve())
+    elif local.camera.source == "replay" and local.camera.replay.dir is None:
         # The demo scene: 5 frames/s, a visitor every ~8 s; short gaps so each visitor is one event.
         env["HOMESEC_CAMERA__REPLAY__DIR"] = str(DEMO / "camera")
         env.setdefault("HOMESEC_CAMERA__REPLAY__FPS", "5")
@@ -142,18 +144,15 @@ def _node_env(config: Config, port: int, data_dir: Path, config_path: Path | Non
     return env
 
 
-def _enroll_demo_owner(config: Config, port: int, data_dir: Path) -> None:
+def _enroll_demo_owner(local: Config) -> None:
     from homesec.contract import GalleryCommand, GalleryResult, TrainRequest, TrainResult
     from homesec.remote import RemoteClient
 
     photos = sorted((DEMO / "enroll").glob("*.jpg"))
     if not photos:
         return
-    cfg = config.model_copy(
-        update={"data_dir": data_dir, "mqtt": config.mqtt.model_copy(update={"port": port})}
-    )
-    with RemoteClient(cfg) as remote:
-        remote.wait_online(f"recognizer/{config.recognizer.instance}", timeout=120)
+    with RemoteClient(local) as remote:
+        remote.wait_online(f"recognizer/{local.recognizer.instance}", timeout=120)
         cmd = GalleryCommand(op="list")
         labels = remote.request(remote.topics.gallery_cmd, cmd, GalleryResult, cmd.request_id, 60).labels
         if labels:
@@ -179,21 +178,24 @@ def run_up(args: argparse.Namespace) -> int:
     port = pick_port(args.port)
     files = prepare_local_broker(data_dir, port, prefix=config.mqtt.prefix)
     (data_dir / "broker" / "port").write_text(f"{port}\n")
+    # The configuration every node and helper client of this run uses: this broker, this data dir.
+    local = config.model_copy(
+        update={
+            "data_dir": data_dir,
+            "mqtt": config.mqtt.model_copy(update={"host": "127.0.0.1", "port": port}),
+        }
+    )
     log_dir = data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     broker = MosquittoProcess(files.conf, port, log_dir / "mosquitto.log")
     broker.start()
     print(f"[up] mosquitto on 127.0.0.1:{port} (config {files.conf}); node logs in {log_dir}", flush=True)
-    if args.demo_dir:
-        os.environ["HOMESEC_CAMERA__REPLAY__DIR"] = str(args.demo_dir.resolve())
-    sup = Supervisor(_node_env(config, port, data_dir, args.config), log_dir, args.config)
+    sup = Supervisor(_node_env(local, args.demo_dir), log_dir, args.config)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     viewer = MqttBus(
-        mqtt_for_role(config.model_copy(update={"data_dir": data_dir}), Role.VIEWER).model_copy(
-            update={"host": "127.0.0.1", "port": port}
-        ),
+        mqtt_for_role(local, Role.VIEWER),
         node="up/viewer",
         persistent=False,
         announce=False,
@@ -211,7 +213,7 @@ def run_up(args: argparse.Namespace) -> int:
         )
         print(f"[up] alerts go to {where}; Ctrl-C stops everything", flush=True)
         if not args.no_enroll:
-            threading.Thread(target=_enroll_quietly, args=(config, port, data_dir), daemon=True).start()
+            threading.Thread(target=_enroll_quietly, args=(local,), daemon=True).start()
         while not stop.wait(1):
             sup.watch()
     finally:
@@ -222,8 +224,8 @@ def run_up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _enroll_quietly(config: Config, port: int, data_dir: Path) -> None:
+def _enroll_quietly(local: Config) -> None:
     try:
-        _enroll_demo_owner(config, port, data_dir)
+        _enroll_demo_owner(local)
     except Exception as exc:  # the demo goes on without an owner; say why
         print(f"[up] could not enroll the demo owner: {exc}", flush=True)
