@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from recognizer_node.gallery import Gallery
 from recognizer_node.matching import label_scores
 from recognizer_node.pipeline import AnalyzedFace, Recognizer
+from recognizer_node.quality import largest_face
 from recognizer_node.settings import RecognizerSettings
 
 DEFAULT_DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "faces-dev"
@@ -133,7 +134,7 @@ def probes_of(rec: Recognizer, test: Path, strangers: Path | None) -> list[Probe
     for photo in images(strangers) if strangers else []:
         faces = rec.analyze(photo.read_bytes(), embed_all=True).faces
         if faces:
-            out.append(Probe(f"stranger/{photo.name}", None, photo, max(faces, key=lambda f: f.px).box))
+            out.append(Probe(f"stranger/{photo.name}", None, photo, largest_face(faces).box))
     return out
 
 

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from camera_node import synthetic
 from camera_node.motion import MotionDetector, MotionParams
 from camera_node.settings import MotionSettings
-from camera_node.sources import Frame, luma, to_jpeg
+from camera_node.sources import Frame, WantMain, luma, to_jpeg, wanted
 
 Size = tuple[int, int]
 
@@ -49,7 +49,7 @@ def bench_detection(n: int) -> None:
         for i in range(n):
             f = frames[i % len(frames)]
             t = time.perf_counter()
-            det.update(f, i * 0.1)
+            det.update(f)
             times.append((time.perf_counter() - t) * 1000)
         print(
             f"  {name:38s} mean {statistics.fmean(times):.3f} ms  median {pct(times, 50):.3f} ms  "
@@ -74,11 +74,11 @@ class StillSource:
 
     def stop(self) -> None: ...
 
-    def read(self, want_main: bool = False) -> Frame:
+    def read(self, want_main: WantMain = False) -> Frame:
         self._next += 1 / self.fps
         time.sleep(max(0.0, self._next - time.monotonic()))
         self.i += 1
-        return Frame(self.lores, self.rgb if want_main else None, self.size, time.monotonic(), self.i)
+        return Frame(self.lores, self.rgb if wanted(want_main) else None, self.size, time.monotonic(), self.i)
 
 
 def bench_latency(trials: int, size: Size, fps: float, sample_rate: float, workdir: Path) -> None:
@@ -91,7 +91,6 @@ def bench_latency(trials: int, size: Size, fps: float, sample_rate: float, workd
     from camera_node.settings import CameraSettings
     from homesec.broker import MosquittoProcess, free_port, prepare_local_broker
     from homesec.bus import MqttBus
-    from homesec.config import Config
     from homesec.contract import Role, Topics
     from homesec.settings import MqttSettings
 
@@ -124,10 +123,9 @@ def bench_latency(trials: int, size: Size, fps: float, sample_rate: float, workd
             "cooldown_s": 0,
         }
     )
-    config = Config(data_dir=workdir / "data", camera=camera)
     factory = MockFactory()
     bus = MqttBus(settings(Role.CAMERA), node="camera/bench")
-    svc = CameraService(config, bus, source=StillSource(size, fps), pin_factory=factory)
+    svc = CameraService(camera, workdir / "data", bus, source=StillSource(size, fps), pin_factory=factory)
     try:
         svc.start()
         bus.start()

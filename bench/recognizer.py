@@ -25,6 +25,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from recognizer_node.embeddings import unit
 from recognizer_node.matching import GalleryMatrix, match_embeddings
 from recognizer_node.pipeline import Recognizer
 from recognizer_node.settings import RecognizerSettings
@@ -82,7 +83,7 @@ def bench_matching(sizes: list[int], runs: int) -> None:
     rng = np.random.default_rng(0)
     for n in sizes:
         emb = rng.standard_normal((n, 128), dtype=np.float32)
-        emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+        emb = unit(emb)
         labels = [f"p{i // 5}" for i in range(n)]
         t0 = time.perf_counter()
         gallery = GalleryMatrix.build(emb, labels, np.arange(n))

@@ -29,10 +29,11 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from recognizer_node.archive import Archive, ArchivedFace, SnapshotRecord
+from recognizer_node.directory_search import DirectoryIndex, image_files
+from recognizer_node.embeddings import unit
 from recognizer_node.pipeline import Analysis, Recognizer
-from recognizer_node.search import DirectoryIndex, image_files
 from recognizer_node.settings import RecognizerSettings
-from recognizer_node.visitors import assign, unit
+from recognizer_node.visitors import assign
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATASET = ROOT.parent / "shared" / "datasets" / "faces-dev"

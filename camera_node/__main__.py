@@ -8,18 +8,15 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
+from camera_node.plugin import PLUGIN
 from camera_node.service import CameraService
+from camera_node.settings import CameraSettings
 from homesec.bus import Bus
-from homesec.config import Config
-from homesec.contract import Role
 from homesec.runner import run_node
 
 log = logging.getLogger(__name__)
-
-
-def node_name(config: Config) -> str:
-    return f"camera/{config.camera.id}"
 
 
 def pulse_mock_pir(service: CameraService, seconds: float = 0.5) -> None:
@@ -32,8 +29,8 @@ def pulse_mock_pir(service: CameraService, seconds: float = 0.5) -> None:
     service.pir.pin.drive_low()
 
 
-def build_service(config: Config, bus: Bus) -> CameraService:
-    service = CameraService(config, bus)
+def build_service(settings: CameraSettings, data_dir: Path, bus: Bus) -> CameraService:
+    service = CameraService(settings, data_dir, bus)
     if (
         os.environ.get("GPIOZERO_PIN_FACTORY") == "mock"
         and threading.current_thread() is threading.main_thread()
@@ -46,7 +43,7 @@ def build_service(config: Config, bus: Bus) -> CameraService:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_node(Role.CAMERA, node_name, build_service, argv)
+    return run_node(PLUGIN, build_service, argv)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,17 @@
 """Frame-differencing motion detection on the lores luma plane, with the knobs Motion users know.
 
-The maths are pure functions on small arrays; `MotionDetector` only keeps the previous frame and a
-little state. Differences are taken in int16: uint8 subtraction wraps (3 - 5 = 254), which would turn
-sensor noise in dark areas into "motion".
+The maths are pure functions on small arrays; `MotionDetector` keeps the previous frame and judges each
+frame (motion or not, where, a light switch?). When events start and end is not decided here: that is
+`camera_node.events`, driven by the service. Differences are taken in int16: uint8 subtraction wraps
+(3 - 5 = 254), which would turn sensor noise in dark areas into "motion".
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -22,7 +22,6 @@ Box = tuple[int, int, int, int]  # x1, y1, x2, y2; x2/y2 exclusive
 Size = tuple[int, int]  # width, height
 Luma = NDArray[np.uint8]
 Mask = NDArray[np.bool_]
-EventEdge = Literal["start", "end"]
 
 BOX_TRIM = 0.01  # ignore the outermost 1% of changed pixels on each side: stray noise pixels
 BOX_PAD = 0.1  # grow the box by 10% of its size on each side when scaling it to full resolution
@@ -33,7 +32,6 @@ class MotionParams:
     threshold: int = 25
     min_area: float = 0.005
     min_frames: int = 2
-    event_gap_s: float = 5.0
     light_switch: float = 0.5
     light_switch_frames: int = 5
     compensate: bool = True
@@ -45,7 +43,6 @@ class MotionParams:
             s.threshold,
             s.min_area,
             s.min_frames,
-            s.event_gap_s,
             s.light_switch,
             s.light_switch_frames,
             s.compensate_brightness,
@@ -78,20 +75,9 @@ def global_shift(diff: NDArray[np.int16]) -> int:
     return int(np.median(diff[::4, ::4]))
 
 
-def abs_diff(prev: Luma, cur: Luma, compensate: bool = False) -> NDArray[np.int16]:
-    """|cur - prev| per pixel; `compensate` first removes the global shift, so that a gradual
-    brightness drift (auto exposure, a cloud) is not taken for motion."""
-    diff = signed_diff(prev, cur)
-    if compensate:
-        diff -= np.int16(global_shift(diff))
-    return np.abs(diff, out=diff)
-
-
-def changed_mask(
-    prev: Luma, cur: Luma, threshold: int, active: Mask | None = None, compensate: bool = False
-) -> Mask:
+def changed_mask(diff: NDArray[np.int16], threshold: int, active: Mask | None = None) -> Mask:
     """Pixels whose luma changed by more than `threshold`, restricted to `active` (unmasked) pixels."""
-    changed = abs_diff(prev, cur, compensate) > threshold
+    changed = np.abs(diff) > threshold
     if active is not None:
         changed &= active
     return changed
@@ -131,7 +117,7 @@ def bounding_box(changed: Mask, trim: float = BOX_TRIM) -> Box | None:
     return x1, y1, x2, y2
 
 
-def scale_box(box: Box, src: Size, dst: Size, pad: float = BOX_PAD) -> Box:
+def to_full_resolution(box: Box, src: Size, dst: Size, pad: float = BOX_PAD) -> Box:
     """Map a lores box to full-resolution pixels, padded and clipped to the frame."""
     sx, sy = dst[0] / src[0], dst[1] / src[1]
     x1, y1, x2, y2 = box
@@ -144,30 +130,20 @@ def scale_box(box: Box, src: Size, dst: Size, pad: float = BOX_PAD) -> Box:
     )
 
 
-def _count(changed: Mask, active: Mask | None) -> int:
-    if active is not None:
-        changed &= active
-    return int(np.count_nonzero(changed))
-
-
-def analyse(prev: Luma, cur: Luma, params: MotionParams, active: Mask | None = None) -> FrameAnalysis:
+def analyze(prev: Luma, cur: Luma, params: MotionParams, active: Mask | None = None) -> FrameAnalysis:
     """One frame against the previous one. The light-switch test looks at the raw change (most of
     the frame changed at once); motion at the change left after removing the global shift."""
     diff = signed_diff(prev, cur)
     active_px = max(1, int(np.count_nonzero(active))) if active is not None else cur.size
-    raw = np.abs(diff) > params.threshold
-    raw_fraction = _count(raw, active) / active_px
+    changed = raw = changed_mask(diff, params.threshold, active)
     if params.compensate:
         diff -= np.int16(global_shift(diff))
-        changed = np.abs(diff, out=diff) > params.threshold
-        if active is not None:
-            changed &= active
-    else:
-        changed = raw
+        changed = changed_mask(diff, params.threshold, active)
     if params.despeckle:
         changed = despeckle(changed)
     n = int(np.count_nonzero(changed))
     fraction = n / active_px
+    raw_fraction = int(np.count_nonzero(raw)) / active_px
     light = params.light_switch < 1 and max(raw_fraction, fraction) > params.light_switch
     over = not light and n >= min_area_px(params.min_area, active_px)
     return FrameAnalysis(n, fraction, over, light, bounding_box(changed) if over else None)
@@ -211,42 +187,19 @@ def build_active(settings: MotionSettings, size: Size) -> Mask | None:
     return ~ignored
 
 
-# ------------------------------------------------------------------------------------------ events
-
-
-@dataclass(frozen=True)
-class EventState:
-    in_event: bool = False
-    last_active: float = -math.inf
-    ended_at: float = -math.inf
-
-
-def track_event(
-    state: EventState, active: bool, now: float, gap_s: float, cooldown_s: float = 0.0
-) -> tuple[EventState, EventEdge | None]:
-    """One step of the event state machine: activity starts an event (unless cooling down after
-    the last one); `gap_s` without activity ends it."""
-    if active:
-        if state.in_event:
-            return replace(state, last_active=now), None
-        if now - state.ended_at >= cooldown_s:
-            return EventState(True, now, state.ended_at), "start"
-        return state, None
-    if state.in_event and now - state.last_active >= gap_s:
-        return EventState(False, state.last_active, now), "end"
-    return state, None
+# --------------------------------------------------------------------------------------- detector
 
 
 @dataclass(frozen=True)
 class DetectorResult:
     analysis: FrameAnalysis | None  # None for the first frame (nothing to compare with)
     motion: bool  # this frame counts as motion (after min_frames and light-switch suppression)
-    event: EventEdge | None
-    box: Box | None
+    box: Box | None  # lores pixels; only when `motion`
 
 
 class MotionDetector:
-    """Feeds lores luma frames through `analyse` and tracks streaks, light switches and events."""
+    """Judges lores luma frames one after the other through `analyze`: keeps the previous frame, the
+    streak of frames over the area (`min_frames`) and the frames ignored after a light switch."""
 
     def __init__(self, params: MotionParams, active: Mask | None = None) -> None:
         self.params = params
@@ -254,22 +207,17 @@ class MotionDetector:
         self._prev: Luma | None = None
         self._streak = 0
         self._quiet = 0  # frames still ignored after a light switch
-        self._event = EventState()
         self.light_switches = 0
 
-    @property
-    def in_event(self) -> bool:
-        return self._event.in_event
-
     def reset(self) -> None:
-        self._prev, self._streak, self._quiet, self._event = None, 0, 0, EventState()
+        self._prev, self._streak, self._quiet = None, 0, 0
 
-    def update(self, luma: Luma, ts: float) -> DetectorResult:
+    def update(self, luma: Luma) -> DetectorResult:
         prev, self._prev = self._prev, luma
         if prev is None or prev.shape != luma.shape:
-            return DetectorResult(None, False, self._step(False, ts), None)
+            return DetectorResult(None, False, None)
         active = self.active if self.active is not None and self.active.shape == luma.shape else None
-        a = analyse(prev, luma, self.params, active)
+        a = analyze(prev, luma, self.params, active)
         if a.light_switch:
             self.light_switches += 1
             self._quiet = self.params.light_switch_frames
@@ -280,8 +228,4 @@ class MotionDetector:
         else:
             self._streak = self._streak + 1 if a.over_area else 0
         motion = self._streak >= self.params.min_frames
-        return DetectorResult(a, motion, self._step(motion, ts), a.box if motion else None)
-
-    def _step(self, motion: bool, ts: float) -> EventEdge | None:
-        self._event, edge = track_event(self._event, motion, ts, self.params.event_gap_s)
-        return edge
+        return DetectorResult(a, motion, a.box if motion else None)

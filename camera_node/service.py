@@ -1,6 +1,6 @@
-"""The camera node: frames in, motion events and snapshot bursts out, commands over MQTT.
+"""The frame loop that turns detector verdicts and PIR edges into events and bursts, and the commands.
 
-Threads: the frame loop (read, detect, decide events, take burst frames), the snapshot sender
+Threads: the frame loop (read, detect, step the event machine, take burst frames), the snapshot sender
 (encode, publish or spool, drain), gpiozero's own thread for the PIR callback, and the bus worker
 for commands. Commands only enqueue work; the frame loop owns all event state.
 """
@@ -16,24 +16,16 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from camera_node.motion import (
-    Box,
-    EventEdge,
-    EventState,
-    MotionDetector,
-    MotionParams,
-    build_active,
-    scale_box,
-    track_event,
-)
+from camera_node.events import EventEdge, EventMachine
+from camera_node.motion import Box, MotionDetector, MotionParams, build_active, to_full_resolution
 from camera_node.pir import make_pir
 from camera_node.sender import Snapshot, SnapshotSender
-from camera_node.settings import TriggerMode
+from camera_node.settings import CameraSettings, TriggerMode
 from camera_node.sources import Frame, FrameSource, make_source
 from homesec.bus import Bus, Message
-from homesec.config import Config
 from homesec.contract import (
     CameraEnabled,
     CaptureCommand,
@@ -43,7 +35,8 @@ from homesec.contract import (
     new_id,
     parse,
 )
-from homesec.spool import DiskSpool, write_atomic
+from homesec.files import write_atomic
+from homesec.spool import DiskSpool
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +57,15 @@ class Burst:
 class CameraService:
     def __init__(
         self,
-        config: Config,
+        settings: CameraSettings,
+        data_dir: Path,
         bus: Bus,
         *,
         source: FrameSource | None = None,
         pin_factory: Any = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        s = self.settings = config.camera
+        s = self.settings = settings
         self.bus, self.camera, self._clock = bus, s.id, clock
         self.topics = bus.topics
         self.source = source or make_source(s)
@@ -80,10 +74,10 @@ class CameraService:
             if s.trigger != "manual"
             else None
         )
-        self.state_file = config.data_dir / f"camera-{s.id}.state.json"
+        self.state_file = data_dir / f"camera-{s.id}.state.json"
         self.enabled = self._load_enabled()
         spool = DiskSpool(
-            config.data_dir / "spool" / f"camera-{s.id}", s.spool.max_items, int(s.spool.max_mb * 1024 * 1024)
+            data_dir / "spool" / f"camera-{s.id}", s.spool.max_items, int(s.spool.max_mb * 1024 * 1024)
         )
         self.sender = SnapshotSender(
             bus,
@@ -98,13 +92,11 @@ class CameraService:
         self._commands: queue.Queue[CaptureCommand | EnableCommand] = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._event = EventState()
+        self._events = EventMachine.from_settings(s)
         self._event_id: str | None = None
         self._bursts: deque[Burst] = deque()
-        self._armed_until = -1.0
         self._last_box: tuple[Box, float] | None = None
         self._was_connected = False
-        self.events: deque[MotionEvent] = deque(maxlen=64)  # the latest motion events, for tests
 
     # -- lifecycle
     def start(self) -> None:
@@ -178,8 +170,7 @@ class CameraService:
                     log.exception("camera %s: frame loop error; retrying", self.camera)
                     self._stop.wait(1.0)
         finally:
-            if self._event.in_event:
-                self._end_event(self._clock())
+            self._end_event(self._clock())
 
     def _tick(self) -> bool:
         now = self._clock()
@@ -212,8 +203,7 @@ class CameraService:
                         if burst.manual:
                             self._publish_motion(burst.event_id, "end", "manual", None)
                     self._bursts.clear()
-                    if self._event.in_event:
-                        self._end_event(now)
+                    self._end_event(now)
                     if self.detector is not None:
                         self.detector.reset()
             elif self.enabled:
@@ -223,17 +213,9 @@ class CameraService:
                 self._bursts.append(Burst(event_id, "manual", count, now, manual=True))
 
     def _on_frame(self, frame: Frame, now: float) -> None:
-        motion, score = False, None
-        if self.detector is not None and self.enabled:
-            result = self.detector.update(frame.lores_y, frame.ts)
-            motion = result.motion
-            score = result.analysis.fraction if result.analysis else None
-            if result.box is not None:
-                self._last_box = (scale_box(result.box, self.source.lores_size, frame.size), now)
-        active = self._activity(motion, now) and self.enabled
-        self._event, edge = track_event(
-            self._event, active, now, self.settings.motion.event_gap_s, self.settings.cooldown_s
-        )
+        motion, score = self._detect(frame, now)
+        pir = self._pir_seen() and self.enabled
+        edge = self._events.step(now, motion=motion, pir=pir)
         if edge == "start":
             self._start_event(now, score)
         elif edge == "end":
@@ -241,22 +223,20 @@ class CameraService:
         if frame.main is not None and self._bursts:
             self._take_snapshot(frame, now)
 
-    def _activity(self, motion: bool, now: float) -> bool:
-        """Whether this frame keeps (or starts) an event, per trigger mode."""
-        mode = self.settings.trigger
+    def _detect(self, frame: Frame, now: float) -> tuple[bool, float | None]:
+        """The detector's verdict on this frame (motion, changed fraction); keeps the latest box."""
+        if self.detector is None or not self.enabled:
+            return False, None
+        result = self.detector.update(frame.lores_y)
+        if result.box is not None:
+            self._last_box = (to_full_resolution(result.box, self.source.lores_size, frame.size), now)
+        return result.motion, result.analysis.fraction if result.analysis else None
+
+    def _pir_seen(self) -> bool:
+        """Whether the PIR saw someone since the last frame: a rising edge, or still high."""
         rose = self._pir_rose.is_set()
         self._pir_rose.clear()
-        pir = rose or (self.pir is not None and bool(self.pir.motion_detected))
-        if mode == "pir":
-            return pir
-        if mode == "motion":
-            return motion
-        if mode == "pir+motion":
-            if pir:  # the PIR arms; frame differencing must confirm within the window
-                self._armed_until = now + self.settings.pir.confirm_window_s
-            confirmed = motion and now <= self._armed_until
-            return confirmed or (self._event.in_event and (motion or pir))
-        return False  # manual
+        return rose or (self.pir is not None and bool(self.pir.motion_detected))
 
     def _start_event(self, now: float, score: float | None) -> None:
         self._event_id = new_id()
@@ -265,16 +245,16 @@ class CameraService:
         self._bursts.append(Burst(self._event_id, trigger, self.settings.burst.count, now))
 
     def _end_event(self, now: float) -> None:
+        """Publish the end of the open event, if any: ended by its gap, or closed early."""
+        self._events.close(now)
         if self._event_id is not None:
             self._publish_motion(self._event_id, "end", self.settings.trigger, None)
-        self._event = EventState(False, self._event.last_active, now)
         self._event_id = None
 
     def _publish_motion(
         self, event_id: str, state: EventEdge, trigger: TriggerMode, score: float | None
     ) -> None:
         event = MotionEvent(camera=self.camera, event_id=event_id, state=state, trigger=trigger, score=score)
-        self.events.append(event)
         self.bus.publish(self.topics.motion(self.camera), event)
         log.info("camera %s: motion %s (%s) event %s", self.camera, state, trigger, event_id)
 

@@ -1,4 +1,4 @@
-"""The `[camera]` config section. Imports only pydantic and the stdlib, so the core loads it cheaply.
+"""The `[camera]` config section. Imports only pydantic, the stdlib and the contract: loaded cheaply.
 
 Sub-tables: `[camera.replay]`, `[camera.pir]`, `[camera.motion]`, `[camera.burst]`, `[camera.spool]`.
 Motion sizes are in lores pixels or fractions of the lores frame; the ignore rectangles are fractions,
@@ -7,20 +7,16 @@ so they survive a change of `lores`.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
+from homesec.contract import ID_RE, TriggerMode
 from homesec.settings import Section
 
-TriggerMode = Literal["pir", "motion", "pir+motion", "manual"]
 Size = tuple[int, int]
 Rect = tuple[float, float, float, float]
-ID_RE = re.compile(
-    r"^[a-z0-9][a-z0-9_\-]{0,31}$"
-)  # as homesec.contract.ID_RE (not imported: keep this light)
 
 
 class ReplaySettings(Section):

@@ -81,7 +81,8 @@ class ReplaySource:
     """Images from a directory in sorted order at `fps`, optionally looping.
 
     Frame times follow a steady clock (start + index / fps), so detection on a replay does not depend
-    on how busy the machine is. `realtime=False` skips the sleeping (tests, benchmarks).
+    on how busy the machine is. `realtime=False` skips the waiting (tests, benchmarks); `sleep` replaces
+    it (a fake clock's, in tests: paced frames at no cost). By default the wait ends early on `stop()`.
     """
 
     def __init__(
@@ -93,6 +94,7 @@ class ReplaySource:
         *,
         realtime: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], object] | None = None,
     ) -> None:
         if not directory.is_dir():
             raise ValueError(f"camera.replay.dir: {directory} is not a directory")
@@ -103,9 +105,10 @@ class ReplaySource:
             )
         self.fps, self.loop, self.lores_size, self.realtime = fps, loop, lores_size, realtime
         self._clock = clock
+        self._stopped = threading.Event()
+        self._sleep = sleep or self._stopped.wait
         self._t0 = 0.0
         self._index = 0
-        self._stopped = threading.Event()
         self._lores: dict[Path, tuple[NDArray[np.uint8], Size]] = {}  # decoded once, reused when looping
 
     def start(self) -> None:
@@ -121,8 +124,10 @@ class ReplaySource:
         if self._stopped.is_set() or (i >= len(self.files) and not self.loop):
             return None
         ts = self._t0 + i / self.fps
-        if self.realtime and self._stopped.wait(max(0.0, ts - self._clock())):
-            return None
+        if self.realtime:
+            self._sleep(max(0.0, ts - self._clock()))
+            if self._stopped.is_set():
+                return None
         self._index += 1
         path = self.files[i % len(self.files)]
         lores, size, main = self._load(path, wanted(want_main))

@@ -1,1 +1,2 @@
-"""homesec."""
+"""The shared core: contract, bus, configuration, command line. It imports no node package: the nodes
+register with it through `homesec.plugins`."""

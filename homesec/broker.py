@@ -1,7 +1,7 @@
 """The Mosquitto side: ACL and config rendering, node passwords, and a broker process for local runs.
 
-The ACL is derived from the contract's topic tree, so the committed `mosquitto/acl` and what a custom
-prefix needs cannot drift apart (a test compares the committed files with a fresh render).
+The ACL rules are built from the contract's topic builders, so they follow the topics and the prefix;
+the committed `mosquitto/acl` is a render of them (a test compares it with a fresh one).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from homesec.contract import Role
-from homesec.spool import write_atomic
+from homesec.contract import Role, Topics
+from homesec.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -29,48 +29,59 @@ MAX_PACKET_SIZE = 16 * 1024 * 1024
 MAX_QUEUED_MESSAGES = 1000
 
 
-def render_acl(prefix: str = "homesec") -> str:
-    p = prefix
-    rules: dict[Role, list[str]] = {
+def _tree(topic: str) -> str:
+    """The subtree `topic` sits in: its parent level, then `#`."""
+    return topic.rsplit("/", 1)[0] + "/#"
+
+
+def _acl_rules(t: Topics) -> dict[Role, list[str]]:
+    """Each role's rules, built from the contract's topic builders (`+` for their parameters)."""
+    recognizer_tree, recognizer_cmds = _tree(t.gallery), _tree(t.gallery_cmd)
+    camera_cmds = _tree(t.camera_cmd_capture("+"))
+    return {
         Role.CAMERA: [
-            f"topic write {p}/camera/+/snapshot",
-            f"topic write {p}/camera/+/motion",
-            f"topic write {p}/camera/+/enabled",
-            f"topic write {p}/camera/+/available",
-            f"topic write {p}/camera/+/error",
-            f"topic read {p}/camera/+/cmd/#",
+            f"topic write {t.snapshot('+')}",
+            f"topic write {t.motion('+')}",
+            f"topic write {t.camera_enabled('+')}",
+            f"topic write {t.available('camera/+')}",
+            f"topic write {t.error('camera/+')}",
+            f"topic read {camera_cmds}",
         ],
         Role.RECOGNIZER: [
-            f"topic read {p}/camera/+/snapshot",
-            f"topic write {p}/recognizer/#",
-            f"topic read {p}/recognizer/cmd/#",
-            f"topic read {p}/train",
-            f"topic read {p}/train/+",
-            f"topic write {p}/reply/#",
+            f"topic read {t.snapshot('+')}",
+            f"topic write {recognizer_tree}",
+            f"topic read {recognizer_cmds}",
+            f"topic read {t.train}",
+            f"topic read {t.train_raw('+')}",
+            f"topic write {t.reply_root}#",
         ],
         Role.NOTIFIER: [
-            f"topic read {p}/recognizer/#",
-            f"topic read {p}/+/+/available",
-            f"topic read {p}/camera/+/enabled",
-            f"topic write {p}/notifier/#",
-            f"topic read {p}/notifier/cmd/#",
-            f"topic read {p}/notifier/armed",
-            f"topic write {p}/train",
-            f"topic write {p}/train/+",
-            f"topic write {p}/recognizer/cmd/#",
-            f"topic write {p}/camera/+/cmd/#",
-            f"topic read {p}/reply/notifier/#",
+            f"topic read {recognizer_tree}",
+            f"topic read {t.all_available}",
+            f"topic read {t.camera_enabled('+')}",
+            f"topic write {_tree(t.armed)}",
+            f"topic read {_tree(t.armed_cmd)}",
+            f"topic read {t.armed}",
+            f"topic write {t.train}",
+            f"topic write {t.train_raw('+')}",
+            f"topic write {recognizer_cmds}",
+            f"topic write {camera_cmds}",
+            f"topic read {_tree(t.reply(str(Role.NOTIFIER), '+'))}",
         ],
         Role.ADMIN: [
-            f"topic read {p}/#",
-            f"topic write {p}/train",
-            f"topic write {p}/train/+",
-            f"topic write {p}/recognizer/cmd/#",
-            f"topic write {p}/camera/+/cmd/#",
-            f"topic write {p}/notifier/cmd/#",
+            f"topic read {t.prefix}/#",
+            f"topic write {t.train}",
+            f"topic write {t.train_raw('+')}",
+            f"topic write {recognizer_cmds}",
+            f"topic write {camera_cmds}",
+            f"topic write {_tree(t.armed_cmd)}",
         ],
         Role.VIEWER: ["topic read #"],
     }
+
+
+def render_acl(prefix: str = "homesec") -> str:
+    rules = _acl_rules(Topics(prefix))
     why = {
         Role.CAMERA: "publishes snapshots and motion; takes capture/enable commands; never trains",
         Role.RECOGNIZER: "the only reader of snapshots; answers training and gallery commands",

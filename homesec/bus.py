@@ -1,4 +1,4 @@
-"""The message bus every node talks through: a small interface, a paho-mqtt implementation, a local fake.
+"""The message bus every node talks through: a small interface and its paho-mqtt implementation.
 
 Delivery guarantees (MQTT v5, QoS 1):
 - persistent session (clean_start=False + SessionExpiryInterval), so messages published while a node is
@@ -7,12 +7,14 @@ Delivery guarantees (MQTT v5, QoS 1):
   means redelivery;
 - handlers run one at a time, in arrival order, on one worker thread; a handler that raises is logged,
   reported on the node's error topic, and does not stop the next message.
+
+Tests swap the network for an in-memory broker (`homesec.fakemqtt`) through `client_factory`, so they run
+this same code.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import queue
 import ssl
@@ -20,7 +22,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypedDict, Unpack
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -59,39 +61,31 @@ class Message:
 
 
 Handler = Callable[[Message], None]
+Unsubscribe = Callable[[], None]
+
+
+class PublishOptions(TypedDict, total=False):
+    """What a publish may set besides topic and payload (the QoS is always 1)."""
+
+    retain: bool
+    user_properties: dict[str, str] | None
+    response_topic: str | None
+    correlation_data: bytes | None
+    content_type: str | None
 
 
 class Bus(Protocol):
     node: str
     topics: Topics
 
-    def subscribe(self, topic_filter: str, handler: Handler) -> None: ...
+    def subscribe(self, topic_filter: str, handler: Handler) -> Unsubscribe: ...
 
     def on_connected(self, callback: Callable[[], None]) -> None: ...
 
-    def publish(
-        self,
-        topic: str,
-        payload: PayloadLike,
-        *,
-        retain: bool = False,
-        user_properties: dict[str, str] | None = None,
-        response_topic: str | None = None,
-        correlation_data: bytes | None = None,
-        content_type: str | None = None,
-    ) -> None: ...
+    def publish(self, topic: str, payload: PayloadLike, **options: Unpack[PublishOptions]) -> None: ...
 
     def publish_confirmed(
-        self,
-        topic: str,
-        payload: PayloadLike,
-        *,
-        timeout: float = 10.0,
-        retain: bool = False,
-        user_properties: dict[str, str] | None = None,
-        response_topic: str | None = None,
-        correlation_data: bytes | None = None,
-        content_type: str | None = None,
+        self, topic: str, payload: PayloadLike, *, timeout: float = 10.0, **options: Unpack[PublishOptions]
     ) -> bool: ...
 
     def report_error(self, error: str, detail: str, topic: str) -> None: ...
@@ -122,22 +116,44 @@ def topic_matches(topic_filter: str, topic: str) -> bool:
     return mqtt.topic_matches_sub(topic_filter, topic)
 
 
+@dataclass(frozen=True, eq=False)
+class _Route:
+    topic_filter: str
+    handler: Handler
+
+
 class Dispatcher:
     """Routes a message to the handlers whose filter matches, and turns failures into error reports."""
 
     def __init__(self, report: Callable[[str, str, str], None]) -> None:
-        self.routes: list[tuple[str, Handler]] = []
+        # Replaced, never mutated: the worker iterates over a snapshot while others (un)subscribe.
+        self._routes: tuple[_Route, ...] = ()
+        self._lock = threading.Lock()
         self._report = report
 
-    def add(self, topic_filter: str, handler: Handler) -> None:
-        self.routes.append((topic_filter, handler))
+    def add(self, topic_filter: str, handler: Handler) -> Callable[[], bool]:
+        """Add a route; returns its remover, which says whether that was the filter's last route."""
+        route = _Route(topic_filter, handler)
+        with self._lock:
+            self._routes = (*self._routes, route)
+
+        def remove() -> bool:
+            with self._lock:
+                was_there = route in self._routes
+                self._routes = tuple(r for r in self._routes if r is not route)
+                return was_there and topic_filter not in self.filters()
+
+        return remove
+
+    def filters(self) -> list[str]:
+        return list(dict.fromkeys(r.topic_filter for r in self._routes))
 
     def dispatch(self, msg: Message) -> None:
-        for topic_filter, handler in self.routes:
-            if not topic_matches(topic_filter, msg.topic):
+        for route in self._routes:
+            if not topic_matches(route.topic_filter, msg.topic):
                 continue
             try:
-                handler(msg)
+                route.handler(msg)
             except ContractError as exc:
                 self._report("bad_payload", str(exc), msg.topic)
             except Exception as exc:
@@ -149,24 +165,71 @@ def error_report(node: str, error: str, detail: str, topic: str) -> ErrorReport:
     return ErrorReport(error=error, detail=detail[:2000], topic=topic, node=node)
 
 
-def publish_answer(bus: Bus, request: Message, topic: str, answer: Payload) -> None:
-    """`answer` on `topic` for everyone, and on the requester's MQTT v5 response topic if it gave one.
+def publish_properties(
+    user_properties: dict[str, str] | None = None,
+    response_topic: str | None = None,
+    correlation_data: bytes | None = None,
+    content_type: str | None = None,
+) -> Properties:
+    props = Properties(PacketTypes.PUBLISH)
+    if user_properties:
+        props.UserProperty = list(user_properties.items())
+    if response_topic:
+        props.ResponseTopic = response_topic
+    if correlation_data is not None:
+        props.CorrelationData = correlation_data
+    if content_type:
+        props.ContentType = content_type
+    return props
 
-    Only response topics under `<prefix>/reply/` are honoured: the requester chooses the topic, and the
-    answering node may also write its own state topics, which a request must not be able to overwrite.
-    """
-    bus.publish(topic, answer)
-    reply = request.response_topic
-    if not reply:
-        return
-    if not reply.startswith(bus.topics.reply_root) or any(c in reply for c in "+#"):
-        bus.report_error(
-            "bad_response_topic",
-            f"response topic {reply!r} is not under {bus.topics.reply_root}",
-            request.topic,
-        )
-        return
-    bus.publish(reply, answer, correlation_data=request.correlation_data)
+
+ClientFactory = Callable[[str], mqtt.Client]
+
+
+def paho_client(client_id: str) -> mqtt.Client:
+    """The real network client (callback API v2, MQTT v5, acknowledged by hand)."""
+    return mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=mqtt.MQTTv5,
+        manual_ack=True,
+    )
+
+
+class Subscription:
+    """What `MqttBus.subscribe` returns: call it to unsubscribe; `wait_ready` waits for the SUBACK."""
+
+    def __init__(self, remove: Callable[[], None], ready: Callable[[float], bool]) -> None:
+        self._remove = remove
+        self._ready = ready
+
+    def __call__(self) -> None:
+        self._remove()
+
+    def wait_ready(self, timeout: float) -> bool:
+        return self._ready(timeout)
+
+
+class _Acks:
+    """Broker acknowledgements (PUBACK reason codes, SUBACKs) by message id, filled on the network
+    thread (an ack can beat the call that sent the packet returning), trimmed to the newest few hundred:
+    ids wrap only after 65535."""
+
+    def __init__(self) -> None:
+        self._results: OrderedDict[int, ReasonCode | None] = OrderedDict()
+        self._cond = threading.Condition()
+
+    def put(self, mid: int, rc: ReasonCode | None = None) -> None:
+        with self._cond:
+            self._results[mid] = rc
+            while len(self._results) > 500:
+                self._results.popitem(last=False)
+            self._cond.notify_all()
+
+    def wait(self, mid: int, timeout: float) -> tuple[bool, ReasonCode | None]:
+        with self._cond:
+            ok = self._cond.wait_for(lambda: mid in self._results, timeout)
+            return ok, self._results.pop(mid, None)
 
 
 class MqttBus:
@@ -180,6 +243,7 @@ class MqttBus:
         client_id: str | None = None,
         persistent: bool = True,
         announce: bool = True,
+        client_factory: ClientFactory = paho_client,
     ) -> None:
         self.node = node
         self._announce = announce  # availability + last will; off for short-lived CLI clients
@@ -190,25 +254,17 @@ class MqttBus:
         self._inbox: queue.Queue[tuple[int, int, Message] | None] = queue.Queue()
         self._connected = threading.Event()
         self._generation = 0  # bumps on every connect; acks for older connections are not sent
-        # PUBACK reason codes by message id. Filled on the network thread for every publish (the ack can
-        # beat publish() returning), trimmed to the newest few hundred: ids wrap only after 65535.
-        self._pub_results: OrderedDict[int, ReasonCode] = OrderedDict()
-        self._pub_cond = threading.Condition()
+        self._pubacks = _Acks()
+        self._subacks = _Acks()
         self._worker: threading.Thread | None = None
         self._connect_hooks: list[Callable[[], None]] = []
         self._stopping = False
         self._ready_mid = -1
-        self._client = self._make_client(client_id or f"homesec-{node.replace('/', '-')}")
+        self._client = self._configure(client_factory(client_id or f"homesec-{node.replace('/', '-')}"))
 
     # -- setup
-    def _make_client(self, client_id: str) -> mqtt.Client:
+    def _configure(self, client: mqtt.Client) -> mqtt.Client:
         s = self.settings
-        client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,
-        )
         if s.username:
             password = s.password.get_secret_value() if s.password else None
             client.username_pw_set(s.username, password)
@@ -230,10 +286,28 @@ class MqttBus:
         client.on_subscribe = self._on_subscribe
         return client
 
-    def subscribe(self, topic_filter: str, handler: Handler) -> None:
-        self._dispatcher.add(topic_filter, handler)
+    def subscribe(self, topic_filter: str, handler: Handler) -> Subscription:
+        """Route matching messages to `handler`. Before `start` the filter joins the first SUBSCRIBE;
+        later it is subscribed at once (and the broker replays the retained messages)."""
+        remove = self._dispatcher.add(topic_filter, handler)
+        mid: int | None = None
         if self._connected.is_set():
-            self._client.subscribe(topic_filter, qos=1)
+            _rc, mid = self._client.subscribe(topic_filter, qos=1)
+
+        def unsubscribe() -> None:
+            if remove() and self._connected.is_set():
+                self._client.unsubscribe(topic_filter)
+
+        confirmed = False
+
+        def ready(timeout: float) -> bool:
+            nonlocal confirmed
+            if mid is None:
+                return self._connected.wait(timeout)  # in the SUBSCRIBE sent on connect
+            confirmed = confirmed or self._subacks.wait(mid, timeout)[0]  # the wait takes the SUBACK
+            return confirmed
+
+        return Subscription(unsubscribe, ready)
 
     def on_connected(self, callback: Callable[[], None]) -> None:
         """Run `callback` after every (re)connect, e.g. to re-publish retained state. Keep it short."""
@@ -284,7 +358,7 @@ class MqttBus:
             return
         self._generation += 1
         log.info("connected to %s:%s as %s", self.settings.host, self.settings.port, self.node)
-        filters = list(dict.fromkeys(f for f, _h in self._dispatcher.routes))
+        filters = self._dispatcher.filters()
         if filters:
             # "connected" means ready: announced and subscribed only once the SUBACK is in.
             _rc, mid = client.subscribe([(f, 1) for f in filters])
@@ -298,6 +372,7 @@ class MqttBus:
         refused = [c.getName() for c in codes if c.is_failure]
         if refused:
             log.error("broker refused subscriptions of %s: %s", self.node, refused)
+        self._subacks.put(mid)
         if mid == self._ready_mid:
             self._become_ready(client)
 
@@ -331,11 +406,7 @@ class MqttBus:
         self._inbox.put((self._generation, m.mid if m.qos > 0 else -1, msg))
 
     def _on_publish(self, _c: mqtt.Client, _u: object, mid: int, rc: ReasonCode, _p: object) -> None:
-        with self._pub_cond:
-            self._pub_results[mid] = rc
-            while len(self._pub_results) > 500:
-                self._pub_results.popitem(last=False)
-            self._pub_cond.notify_all()
+        self._pubacks.put(mid, rc)
         if rc.is_failure:
             log.error("broker refused a publish from %s: %s", self.node, rc.getName())
 
@@ -347,172 +418,41 @@ class MqttBus:
             # An ack on a newer connection would hit a different packet id: the broker redelivers instead.
             if mid >= 0 and generation == self._generation and self._client.is_connected():
                 self._client.ack(mid, 1)
+            self._inbox.task_done()  # after the ack: a drained inbox means nothing is left to do
+        self._inbox.task_done()
 
     # -- publishing
-    def _check_size(self, topic: str, data: bytes) -> None:
+    def _send(self, topic: str, payload: PayloadLike, options: PublishOptions) -> mqtt.MQTTMessageInfo:
+        data, default_type = encode(payload)
         limit = int(self.settings.max_payload_mb * 1024 * 1024)
         if len(data) > limit:
             raise PayloadTooLarge(f"{len(data)} bytes for {topic} exceed mqtt.max_payload_mb ({limit} bytes)")
-
-    def _properties(
-        self,
-        user_properties: dict[str, str] | None,
-        response_topic: str | None,
-        correlation_data: bytes | None,
-        content_type: str | None,
-    ) -> Properties | None:
-        props = Properties(PacketTypes.PUBLISH)
-        used = False
-        if user_properties:
-            props.UserProperty = list(user_properties.items())
-            used = True
-        if response_topic:
-            props.ResponseTopic = response_topic
-            used = True
-        if correlation_data is not None:
-            props.CorrelationData = correlation_data
-            used = True
-        if content_type:
-            props.ContentType = content_type
-            used = True
-        return props if used else None
-
-    def publish(
-        self,
-        topic: str,
-        payload: PayloadLike,
-        *,
-        retain: bool = False,
-        user_properties: dict[str, str] | None = None,
-        response_topic: str | None = None,
-        correlation_data: bytes | None = None,
-        content_type: str | None = None,
-    ) -> None:
-        data, default_type = encode(payload)
-        self._check_size(topic, data)
-        props = self._properties(
-            user_properties, response_topic, correlation_data, content_type or default_type
+        props = publish_properties(
+            options.get("user_properties"),
+            options.get("response_topic"),
+            options.get("correlation_data"),
+            options.get("content_type") or default_type,
         )
-        self._client.publish(topic, data, qos=1, retain=retain, properties=props)
+        return self._client.publish(topic, data, qos=1, retain=options.get("retain", False), properties=props)
+
+    def publish(self, topic: str, payload: PayloadLike, **options: Unpack[PublishOptions]) -> None:
+        self._send(topic, payload, options)
 
     def publish_confirmed(
-        self,
-        topic: str,
-        payload: PayloadLike,
-        *,
-        timeout: float = 10.0,
-        retain: bool = False,
-        user_properties: dict[str, str] | None = None,
-        response_topic: str | None = None,
-        correlation_data: bytes | None = None,
-        content_type: str | None = None,
+        self, topic: str, payload: PayloadLike, *, timeout: float = 10.0, **options: Unpack[PublishOptions]
     ) -> bool:
         """Publish and wait for the broker's PUBACK. False if the broker is away or refused it."""
         if not self._connected.is_set():
             return False  # paho would queue it in memory; the caller's disk spool is the safer place
-        data, default_type = encode(payload)
-        self._check_size(topic, data)
-        props = self._properties(
-            user_properties, response_topic, correlation_data, content_type or default_type
-        )
-        # Never hold _pub_cond around publish(): paho's network thread holds its own lock while it
-        # calls _on_publish, which takes _pub_cond (lock-order deadlock).
-        info = self._client.publish(topic, data, qos=1, retain=retain, properties=props)
+        # Never hold a lock of ours around publish(): paho's network thread holds its own lock while it
+        # calls _on_publish, which takes ours (lock-order deadlock).
+        info = self._send(topic, payload, options)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             return False
-        with self._pub_cond:
-            ok = self._pub_cond.wait_for(lambda: info.mid in self._pub_results, timeout)
-            rc = self._pub_results.pop(info.mid, None)
+        ok, rc = self._pubacks.wait(info.mid, timeout)
         return bool(ok and rc is not None and not rc.is_failure)
 
     def report_error(self, error: str, detail: str, topic: str) -> None:
         log.warning("%s on %s: %s", error, topic, detail)
         report = error_report(self.node, error, detail, topic)
         self._client.publish(self.topics.error(self.node), report.to_json(), qos=1)
-
-
-class LocalBus:
-    """In-memory bus with the same interface, for unit tests: publishes are recorded and delivered
-    synchronously to matching subscribers."""
-
-    def __init__(
-        self, node: str = "test/local", topics: Topics | None = None, max_payload_bytes: int | None = None
-    ) -> None:
-        self.node = node
-        self.max_payload_bytes = max_payload_bytes
-        self.topics = topics or Topics()
-        self.published: list[Message] = []
-        self.errors: list[ErrorReport] = []
-        self.retained: dict[str, Message] = {}
-        self.online = True
-        self._connect_hooks: list[Callable[[], None]] = []
-        self._dispatcher = Dispatcher(self.report_error)
-        self._lock = threading.RLock()
-
-    def subscribe(self, topic_filter: str, handler: Handler) -> None:
-        self._dispatcher.add(topic_filter, handler)
-
-    def on_connected(self, callback: Callable[[], None]) -> None:
-        self._connect_hooks.append(callback)
-
-    def start(self) -> None:
-        self.publish(self.topics.available(self.node), Availability.ONLINE.value, retain=True)
-        for hook in self._connect_hooks:
-            hook()
-
-    def stop(self) -> None:
-        self.publish(self.topics.available(self.node), Availability.STOPPED.value, retain=True)
-
-    @property
-    def connected(self) -> bool:
-        return self.online
-
-    def wait_connected(self, timeout: float) -> bool:
-        return self.online
-
-    def publish(
-        self,
-        topic: str,
-        payload: PayloadLike,
-        *,
-        retain: bool = False,
-        user_properties: dict[str, str] | None = None,
-        response_topic: str | None = None,
-        correlation_data: bytes | None = None,
-        content_type: str | None = None,
-    ) -> None:
-        data, _ = encode(payload)
-        if self.max_payload_bytes is not None and len(data) > self.max_payload_bytes:
-            raise PayloadTooLarge(f"{len(data)} bytes for {topic} exceed {self.max_payload_bytes} bytes")
-        msg = Message(topic, data, dict(user_properties or {}), response_topic, correlation_data, retain)
-        with self._lock:
-            self.published.append(msg)
-            if retain:
-                self.retained[topic] = msg
-        self._dispatcher.dispatch(msg)
-
-    def publish_confirmed(
-        self, topic: str, payload: PayloadLike, *, timeout: float = 10.0, **kw: object
-    ) -> bool:
-        if not self.online:
-            return False
-        self.publish(topic, payload, **kw)  # type: ignore[arg-type]
-        return True
-
-    def inject(self, topic: str, payload: PayloadLike, **kw: object) -> None:
-        """Deliver a message to this bus's subscribers as if it came from the broker."""
-        data, _ = encode(payload)
-        self._dispatcher.dispatch(Message(topic, data, **kw))  # type: ignore[arg-type]
-
-    def report_error(self, error: str, detail: str, topic: str) -> None:
-        log.warning("%s on %s: %s", error, topic, detail)
-        report = error_report(self.node, error, detail, topic)
-        self.errors.append(report)
-        with self._lock:
-            self.published.append(Message(self.topics.error(self.node), report.to_json()))
-
-    def payloads(self, topic: str) -> list[bytes]:
-        return [m.payload for m in self.published if m.topic == topic]
-
-    def json(self, topic: str) -> list[dict[str, object]]:
-        return [json.loads(p) for p in self.payloads(topic)]

@@ -1,4 +1,5 @@
-"""`homesec`: the command line. Local commands (broker files, models, faces) and remote ones over MQTT.
+"""`homesec`: the command line. Local commands (broker files, config; the nodes add theirs, such as `models`
+and `faces`) and remote ones over MQTT.
 
 Remote commands (train, labels, forget, rename, status, arm, disarm, capture) connect as the `admin`
 MQTT user, so the broker's ACLs apply to them as to any node.
@@ -16,57 +17,36 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from homesec.broker import render_acl, render_container_conf
-from homesec.config import Config, ConfigError, load_config
+from homesec.cliutil import EXIT_FAILED, EXIT_NO_ANSWER, EXIT_OK, EXIT_USAGE, CliError, cli_config, fail
+from homesec.config import ConfigError
 from homesec.contract import (
     ArmCommand,
     ArmedState,
     CaptureCommand,
     ContractError,
+    DeleteLabel,
     GalleryCommand,
     GalleryResult,
     GallerySummary,
+    ListLabels,
+    RenameLabel,
     TrainRequest,
     TrainResult,
     check_label,
-    new_id,
     parse,
 )
+from homesec.plugins import node_plugins
 
 if TYPE_CHECKING:
     from homesec.remote import RemoteClient
 
 log = logging.getLogger("homesec")
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_ANSWER = 0, 1, 2, 3
-
-
-class CliError(RuntimeError):
-    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def _config(args: argparse.Namespace) -> Config:
-    config = load_config(args.config)
-    return _with_local_broker(config)
-
-
-def _with_local_broker(config: Config) -> Config:
-    """Talk to the broker `homesec up` runs (its port is in the data dir) unless a port was configured."""
-    port_file = config.data_dir / "broker" / "port"
-    if "port" in config.mqtt.model_fields_set or not port_file.exists():
-        return config
-    try:
-        port = int(port_file.read_text())
-    except ValueError:
-        return config
-    return config.model_copy(update={"mqtt": config.mqtt.model_copy(update={"port": port})})
-
 
 def _remote(args: argparse.Namespace) -> RemoteClient:
     from homesec.remote import RemoteClient
 
-    return RemoteClient(_config(args))
+    return RemoteClient(cli_config(args))
 
 
 # ------------------------------------------------------------------------------------------ broker
@@ -75,7 +55,7 @@ def _remote(args: argparse.Namespace) -> RemoteClient:
 def cmd_broker_init(args: argparse.Namespace) -> int:
     from homesec.broker import prepare_local_broker
 
-    config = _config(args)
+    config = cli_config(args)
     files = prepare_local_broker(config.data_dir, args.port or config.mqtt.port, prefix=config.mqtt.prefix)
     print(f"passwords: {config.data_dir / 'secrets'} (one file per node user, mode 600)")
     print(f"broker config: {files.conf}")
@@ -126,14 +106,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def _gallery(args: argparse.Namespace, **fields: object) -> GalleryResult:
-    cmd = GalleryCommand.model_validate({"request_id": new_id(), **fields})
+def _gallery(args: argparse.Namespace, cmd: GalleryCommand) -> GalleryResult:
     with _remote(args) as remote:
         return remote.request(remote.topics.gallery_cmd, cmd, GalleryResult, cmd.request_id, args.timeout)
 
 
 def cmd_labels(args: argparse.Namespace) -> int:
-    result = _gallery(args, op="list")
+    result = _gallery(args, ListLabels())
     if args.json:
         print(json.dumps(result.labels))
     elif not result.labels:
@@ -145,14 +124,14 @@ def cmd_labels(args: argparse.Namespace) -> int:
 
 
 def cmd_forget(args: argparse.Namespace) -> int:
-    result = _gallery(args, op="delete_label", label=check_label(args.label))
+    result = _gallery(args, DeleteLabel(label=check_label(args.label)))
     photos = f"{result.removed} photo{'s' if result.removed != 1 else ''}"
     print(f"forgot {args.label!r} ({photos})" if result.ok else f"refused: {result.reason}")
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
 def cmd_rename(args: argparse.Namespace) -> int:
-    result = _gallery(args, op="rename_label", label=check_label(args.old), new_label=check_label(args.new))
+    result = _gallery(args, RenameLabel(label=check_label(args.old), new_label=check_label(args.new)))
     print(f"renamed {args.old!r} to {args.new!r}" if result.ok else f"refused: {result.reason}")
     return EXIT_OK if result.ok else EXIT_FAILED
 
@@ -160,10 +139,7 @@ def cmd_rename(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     with _remote(args) as remote:
         t = remote.topics
-        nodes = {
-            m.topic[len(t.prefix) + 1 : -len("/available")]: m.payload.decode()
-            for m in remote.retained(t.all_available)
-        }
+        nodes = {t.node_from_available(m.topic): m.payload.decode() for m in remote.retained(t.all_available)}
         gallery = remote.retained(t.gallery, settle=0.1)
         armed = remote.retained(t.armed, settle=0.1)
     status: dict[str, object] = {"nodes": nodes}
@@ -206,7 +182,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    config = _config(args)
+    config = cli_config(args)
     if args.show:
         print(json.dumps(config.model_dump(mode="json"), indent=2))
     else:
@@ -251,13 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--prefix", default="homesec")
     render.set_defaults(func=cmd_broker_render)
 
-    try:
-        from recognizer_node.cli import add_faces_parser, add_models_parser
-    except ImportError:  # installed without the recognizer extra
-        pass
-    else:
-        add_models_parser(sub)
-        add_faces_parser(sub)
+    for plugin in node_plugins():
+        if plugin.add_commands is not None:
+            plugin.add_commands(sub)
 
     def remote(name: str, help_: str, func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_)
@@ -295,23 +267,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from homesec.logs import setup_logging
-    from homesec.remote import NoAnswer
+    from homesec.requests import NoAnswer
 
     args = build_parser().parse_args(argv)
     setup_logging("DEBUG" if args.verbose else "WARNING")
     try:
         return int(args.func(args))
-    except ConfigError as exc:
-        print(f"homesec: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except ContractError as exc:
-        print(f"homesec: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except (ConfigError, ContractError) as exc:
+        return fail(str(exc), EXIT_USAGE)
     except NoAnswer as exc:
-        print(f"homesec: {exc}", file=sys.stderr)
-        return EXIT_NO_ANSWER
+        return fail(str(exc), EXIT_NO_ANSWER)
     except (CliError, ConnectionError) as exc:
-        print(f"homesec: {exc}", file=sys.stderr)
-        return getattr(exc, "code", EXIT_FAILED)
+        return fail(str(exc), getattr(exc, "code", EXIT_FAILED))
     except KeyboardInterrupt:
         return 130

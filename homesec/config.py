@@ -2,8 +2,8 @@
 
 Validated once at start-up; a bad key raises ConfigError naming it (`camera.burst.count: ...`).
 Overrides use double underscores for nesting: `HOMESEC_MQTT__PORT=1884`,
-`HOMESEC_CAMERA__MOTION__THRESHOLD=30`. Secrets: `HOMESEC_MQTT_PASSWORD[_FILE]`,
-`HOMESEC_TELEGRAM_TOKEN[_FILE]`.
+`HOMESEC_CAMERA__MOTION__THRESHOLD=30`. Secrets: `HOMESEC_MQTT_PASSWORD[_FILE]` and those the node
+plugins declare (`homesec.plugins`), which also contribute one section each.
 """
 
 from __future__ import annotations
@@ -12,25 +12,21 @@ import json
 import os
 import tomllib
 from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, create_model
 
-from camera_node.settings import CameraSettings
 from homesec.contract import Role
+from homesec.plugins import node_plugins
 from homesec.settings import LogSettings, MqttSettings, Section
-from notifier_node.settings import NotifierSettings
-from recognizer_node.settings import RecognizerSettings
 
 ENV_PREFIX = "HOMESEC_"
-SECRET_ENV = {
-    "HOMESEC_MQTT_PASSWORD": ("mqtt", "password"),
-    "HOMESEC_TELEGRAM_TOKEN": ("notifier", "token"),
-}
-# Keys that must never sit in a committed file.
-SECRET_KEYS = {("mqtt", "password"), ("notifier", "token")}
+CORE_SECRETS = {("mqtt", "password"): "HOMESEC_MQTT_PASSWORD"}
 DEFAULT_DATA_DIR = Path(".homesec-data")
+
+S = TypeVar("S", bound=Section)
 
 
 class ConfigError(ValueError):
@@ -38,12 +34,39 @@ class ConfigError(ValueError):
 
 
 class Config(Section):
+    """The core's keys. The loaded configuration is an instance of `config_model()`, which adds one
+    section per node plugin; a node reads its own with `config.section(TheSettings)`."""
+
     data_dir: Path = Field(DEFAULT_DATA_DIR, description="Gallery, models, spools, outbox, archive.")
     log: LogSettings = Field(default_factory=LogSettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
-    camera: CameraSettings = Field(default_factory=CameraSettings)
-    recognizer: RecognizerSettings = Field(default_factory=RecognizerSettings)
-    notifier: NotifierSettings = Field(default_factory=NotifierSettings)
+
+    def section(self, model: type[S]) -> S:
+        for name, info in type(self).model_fields.items():
+            if info.annotation is model:
+                value: S = getattr(self, name)
+                return value
+        raise ConfigError(
+            f"no configuration section holds {model.__name__}: is its node package installed "
+            "(pip install -e .)?"
+        )
+
+
+@cache
+def config_model() -> type[Config]:
+    """`Config` with a section for each installed node plugin (unknown keys refused, as everywhere)."""
+    sections: dict[str, Any] = {
+        p.section: (p.settings, Field(default_factory=p.settings)) for p in node_plugins()
+    }
+    return create_model("Config", __base__=Config, **sections)
+
+
+def secret_keys() -> dict[tuple[str, str], str]:
+    """(section, key) of every secret -> the environment variable that sets it."""
+    keys = dict(CORE_SECRETS)
+    for plugin in node_plugins():
+        keys.update({(plugin.section, key): env for key, env in plugin.secrets.items()})
+    return keys
 
 
 def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
@@ -55,7 +78,7 @@ def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
     tree[path[-1]] = value
 
 
-def _read_secret_file(path: Path, what: str) -> str:
+def read_secret_file(path: Path, what: str) -> str:
     try:
         return path.read_text().strip()
     except OSError as exc:
@@ -78,11 +101,11 @@ def _env_overrides(tree: dict[str, Any], env: Mapping[str, str]) -> None:
             continue
         path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
         _set_path(tree, path, _env_value(value))
-    for name, (section, key) in SECRET_ENV.items():
+    for (section, key), name in secret_keys().items():
         if env.get(name):
             _set_path(tree, [section, key], env[name])
         elif env.get(name + "_FILE"):
-            _set_path(tree, [section, key], _read_secret_file(Path(env[name + "_FILE"]), name + "_FILE"))
+            _set_path(tree, [section, key], read_secret_file(Path(env[name + "_FILE"]), name + "_FILE"))
     if env.get("HOMESEC_DATA_DIR"):
         tree["data_dir"] = env["HOMESEC_DATA_DIR"]
 
@@ -111,16 +134,14 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
             raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-        for section, key in SECRET_KEYS:
+        for (section, key), env_name in secret_keys().items():
             if key in tree.get(section, {}):
                 raise ConfigError(
-                    f"{section}.{key}: secrets do not belong in the config file; "
-                    f"set HOMESEC_{'TELEGRAM_TOKEN' if key == 'token' else 'MQTT_PASSWORD'} "
-                    f"or {key}_file"
+                    f"{section}.{key}: secrets do not belong in the config file; set {env_name} or {key}_file"
                 )
     _env_overrides(tree, env)
     try:
-        return Config.model_validate(tree)
+        return config_model().model_validate(tree)
     except ValidationError as exc:
         raise ConfigError(_format(exc)) from None
 
@@ -137,16 +158,7 @@ def mqtt_for_role(config: Config, role: Role | str) -> MqttSettings:
     if password is None:
         file = mqtt.password_file or password_path(config, username)
         if file.exists():
-            password = SecretStr(_read_secret_file(file, "mqtt.password_file"))
+            password = SecretStr(read_secret_file(file, "mqtt.password_file"))
         elif mqtt.password_file is not None:
             raise ConfigError(f"mqtt.password_file: {file} does not exist")
     return mqtt.model_copy(update={"username": username, "password": password})
-
-
-def telegram_token(config: Config) -> str | None:
-    n = config.notifier
-    if n.token is not None:
-        return n.token.get_secret_value()
-    if n.token_file is not None:
-        return _read_secret_file(n.token_file, "notifier.token_file")
-    return None

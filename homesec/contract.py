@@ -1,38 +1,61 @@
 """The MQTT contract: every topic name and payload schema lives here, and only here.
 
-Nodes never build topic strings by hand: they ask a `Topics` instance (which knows the configured
-prefix). `docs/mqtt.md` is the human version of this module; `tests/test_contract.py` keeps the two
-in step.
+Nodes never build or take apart topic strings by hand: they ask a `Topics` instance (which knows the
+configured prefix). `docs/mqtt.md` is the human version of this module; `tests/test_contract.py` and
+`tests/test_core.py` keep the two in step.
 
 Conventions
-- JSON payloads are pydantic models deriving from `Payload`: `v` (schema version), UTC ISO-8601 `ts`.
+- JSON payloads are pydantic models deriving from `Payload`: `v` (schema version), `ts` (a UTC time,
+  ISO-8601 with milliseconds and `Z` on the wire).
 - Images travel as raw JPEG bytes on their own topics, so JSON topics stay readable with
   `mosquitto_sub -v`. Their metadata rides along as the MQTT v5 user property `meta` (a JSON string of
-  the matching model), so an image and its metadata arrive atomically in one message.
+  the matching model), so an image and its metadata arrive atomically in one message. Training and
+  search also take a JSON body with the image in base64, for MQTT 3.1.1 clients that cannot send user
+  properties; `decode_train` and `decode_search` turn either form into the same request.
 - Events: QoS 1, never retained. State: QoS 1, retained.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    TypeAdapter,
+    ValidationError,
+)
+from pydantic_core import ErrorDetails
 
-SCHEMA_VERSION = 1
 META_PROPERTY = "meta"
+# The request id of a raw `train/<label>` image from a client that sends no `meta` (documented).
+REQUEST_ID_PROPERTY = "request_id"
 JPEG_CONTENT_TYPE = "image/jpeg"
 JSON_CONTENT_TYPE = "application/json"
 
 # Labels name people; they end up in topics, file names and captions, so keep them boring.
 LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,63}$")
-# Ids (camera, node instance) appear as single topic levels.
-ID_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,31}$")
+# Ids (camera, node instance) appear as single topic levels. The pattern is also given to pydantic
+# `Field(pattern=...)` in the settings sections.
+ID_PATTERN = r"^[a-z0-9][a-z0-9_\-]{0,31}$"
+ID_RE = re.compile(ID_PATTERN)
+
+# What a camera can be configured to wait for, and what a snapshot or motion event says started it.
+TriggerMode = Literal["pir", "motion", "pir+motion", "manual"]
+Trigger = Literal[TriggerMode, "replay"]
 
 
 class ContractError(ValueError):
@@ -56,19 +79,69 @@ def check_id(value: str, what: str = "id") -> str:
     return value
 
 
-def _label(value: str) -> str:
-    return check_label(value)
-
-
-Label = Annotated[str, AfterValidator(_label)]
+Label = Annotated[str, AfterValidator(check_label)]
 
 
 def new_id() -> str:
     return uuid.uuid4().hex
 
 
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+# ------------------------------------------------------------------------------------------- time
+
+# A day inside datetime's range on both sides, so any UTC time accepted here can still be shown in any
+# local zone (offsets stay within a day) without an OverflowError.
+_EARLIEST = datetime.min.replace(tzinfo=UTC) + timedelta(days=1)
+_LATEST = datetime.max.replace(tzinfo=UTC) - timedelta(days=1)
+
+
+def utc_now() -> datetime:
+    """Now, in UTC, to the millisecond (what the wire carries, so a round trip compares equal)."""
+    return _to_millisecond(datetime.now(UTC))
+
+
+def to_iso(moment: datetime | float) -> str:
+    """The wire form of an aware time or of epoch seconds: UTC ISO-8601 with milliseconds and `Z`."""
+    if not isinstance(moment, datetime):
+        moment = datetime.fromtimestamp(moment, UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def from_iso(text: str) -> datetime:
+    """Parse an ISO-8601 time with an offset (any offset; returned in UTC), else raise ContractError."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        raise ContractError(f"not an ISO-8601 time: {text!r}") from None
+    return _checked(moment, repr(text))
+
+
+def _checked(moment: datetime, shown: str) -> datetime:
+    if moment.utcoffset() is None:
+        raise ContractError(f"time {shown} has no UTC offset: add 'Z' or e.g. '+01:00'")
+    out_of_range = ContractError(f"time {shown} is out of range")
+    try:
+        utc = moment.astimezone(UTC)
+    except OverflowError:  # before year 1 or after 9999 once in UTC
+        raise out_of_range from None
+    if not _EARLIEST <= utc <= _LATEST:
+        raise out_of_range
+    return _to_millisecond(utc)
+
+
+def _to_millisecond(moment: datetime) -> datetime:
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def _timestamp(value: object) -> datetime:
+    if isinstance(value, datetime):
+        return _checked(value, value.isoformat())
+    if isinstance(value, str):
+        return from_iso(value)
+    raise ContractError(f"expected an ISO-8601 time string, got {type(value).__name__}")
+
+
+# An aware UTC datetime in Python, `2026-12-01T08:00:00.123Z` on the wire.
+Timestamp = Annotated[datetime, BeforeValidator(_timestamp), PlainSerializer(to_iso, return_type=str)]
 
 
 class Role(StrEnum):
@@ -85,6 +158,19 @@ class Availability(StrEnum):
     ONLINE = "online"
     OFFLINE = "offline"  # the last will: the node vanished
     STOPPED = "stopped"  # the node left cleanly
+
+
+def node_name(role: Role | str, node_id: str) -> str:
+    """A node's name, `<role>/<id>` (`camera/door`): two topic levels in its availability and error topics."""
+    return f"{role}/{check_id(node_id, 'node id')}"
+
+
+def split_node(node: str) -> tuple[str, str]:
+    """(role, id) of a node name: `camera/door` -> ("camera", "door")."""
+    role, sep, node_id = node.partition("/")
+    if not sep or not role:
+        raise ContractError(f"not a node name (role/id): {node!r}")
+    return role, check_id(node_id, "node id")
 
 
 class Verdict(StrEnum):
@@ -209,6 +295,22 @@ class Topics:
         """MQTT v5 response topic for a requester (the ACL lets the recognizer answer only here)."""
         return f"{self.prefix}/reply/{role}/{client}"
 
+    # parsers: the inverse of the builders above
+
+    def levels(self, topic: str) -> list[str]:
+        """The levels of `topic` below the prefix: `homesec/camera/door/motion` -> camera, door, motion."""
+        head = self.prefix + "/"
+        if not topic.startswith(head):
+            raise ContractError(f"topic {topic} is not under {head}")
+        return topic[len(head) :].split("/")
+
+    def node_from_available(self, topic: str) -> str:
+        """The node (`camera/door`) of `<prefix>/<role>/<id>/available`."""
+        parts = self.levels(topic)
+        if len(parts) != 3 or parts[2] != "available":
+            raise ContractError(f"not an availability topic: {topic}")
+        return node_name(parts[0], parts[1])
+
     def label_from_train_raw(self, topic: str) -> str:
         head = self.train + "/"
         if not topic.startswith(head):
@@ -217,7 +319,7 @@ class Topics:
 
     def camera_from_topic(self, topic: str) -> str:
         """The camera id in `<prefix>/camera/<id>/...` or `<prefix>/recognizer/<kind>/<id>`."""
-        parts = topic[len(self.prefix) + 1 :].split("/")
+        parts = self.levels(topic) if topic.startswith(self.prefix + "/") else []
         if len(parts) >= 2 and parts[0] == "camera":
             return check_id(parts[1], "camera")
         if len(parts) == 3 and parts[0] == "recognizer":
@@ -232,8 +334,8 @@ class Payload(BaseModel):
     """Base of every JSON payload: strict (unknown fields refused), versioned, timestamped."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    v: Literal[1] = 1  # SCHEMA_VERSION
-    ts: str = Field(default_factory=utc_now)
+    v: Literal[1] = 1  # the schema version: a breaking change gets a new number
+    ts: Timestamp = Field(default_factory=utc_now)
 
     def to_json(self) -> bytes:
         return self.model_dump_json(exclude_none=False).encode()
@@ -244,20 +346,42 @@ P = TypeVar("P", bound=BaseModel)
 
 def parse(model: type[P], raw: bytes | str) -> P:
     """Decode a payload, turning every failure into one ContractError with a readable detail."""
+    return _validated(model.__name__, model.model_validate, _json_object(raw))
+
+
+def _json_object(raw: bytes | str) -> dict[str, Any]:
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ContractError(f"not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ContractError(f"expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+T = TypeVar("T")
+
+
+def _validated(name: str, validate: Callable[[dict[str, Any]], T], data: dict[str, Any]) -> T:
     try:
-        return model.model_validate(data)
+        return validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors()
-        )
-        raise ContractError(f"invalid {model.__name__}: {problems}") from None
+        problems = "; ".join(_problem(e) for e in exc.errors())
+        raise ContractError(f"invalid {name}: {problems}") from None
+
+
+def _problem(error: ErrorDetails) -> str:
+    loc, kind, ctx = error["loc"], error["type"], error.get("ctx", {})
+    if kind == "missing":  # "rename_label: needs 'new_label'" (in a union, the first level is the op)
+        parent = ".".join(str(p) for p in loc[:-1])
+        return f"{parent}: needs {loc[-1]!r}" if parent else f"needs {loc[-1]!r}"
+    if kind in ("union_tag_not_found", "union_tag_invalid"):
+        tag = ctx["discriminator"].strip("'")  # pydantic quotes it
+        if kind == "union_tag_not_found":
+            return f"needs {tag!r}"
+        return f"{tag} {ctx['tag']!r} is not one of {ctx['expected_tags']}"
+    where = ".".join(str(p) for p in loc) or "(root)"
+    return f"{where}: {error['msg'].removeprefix('Value error, ')}"
 
 
 class ErrorReport(Payload):
@@ -276,7 +400,7 @@ class SnapshotMeta(Payload):
     event_id: str
     seq: int = Field(ge=0)
     burst: int = Field(ge=1)
-    trigger: Literal["pir", "motion", "pir+motion", "manual", "replay"]
+    trigger: Trigger
     width: int = Field(ge=1)
     height: int = Field(ge=1)
     # Where the motion was, in full-resolution pixels (x1, y1, x2, y2), when known.
@@ -287,7 +411,7 @@ class MotionEvent(Payload):
     camera: str
     event_id: str
     state: Literal["start", "end"]
-    trigger: Literal["pir", "motion", "pir+motion", "manual", "replay"]
+    trigger: Trigger
     score: float | None = None  # fraction of changed pixels, for frame differencing
 
 
@@ -315,7 +439,7 @@ class Face(BaseModel):
     quality: float | None = None
     rejected: str | None = None  # why the face was not used for matching (too small, blurred...)
     visitor: str | None = None  # stable id of a recurring unknown face
-    visitor_seen_week: int | None = None  # events with this visitor in the last 7 days (issue 7)
+    visitor_seen_week: int | None = None  # events with this visitor in the last 7 days
 
 
 class RecognitionResult(Payload):
@@ -337,17 +461,9 @@ class Alert(Payload):
     seq: int
     verdict: Verdict
     faces: list[Face]
-    snapshot_ts: str
+    snapshot_ts: Timestamp
     # A capture someone asked for (/snapshot, `homesec capture`): sent whatever the verdict, armed or not.
     requested: bool = False
-
-
-class TrainRequest(Payload):
-    request_id: str = Field(default_factory=new_id)
-    label: Label
-    image_b64: str
-    largest: bool = False  # several faces: enroll the largest instead of refusing
-    source: str = "mqtt"
 
 
 class TrainResult(Payload):
@@ -360,18 +476,9 @@ class TrainResult(Payload):
     quality: float | None = None
 
 
-class GalleryCommand(Payload):
-    request_id: str = Field(default_factory=new_id)
-    op: Literal["list", "delete_label", "rename_label", "delete_enrollment", "name_visitor"]
-    label: Label | None = None
-    new_label: Label | None = None
-    enrollment_id: int | None = None
-    visitor: int | None = None  # name_visitor: enroll its archived faces as `label`
-
-
 class GalleryResult(Payload):
     request_id: str
-    op: str
+    op: str  # the command's op, or "?" when the command could not be read
     ok: bool
     reason: str | None = None
     labels: dict[str, int] = Field(default_factory=dict)
@@ -405,18 +512,11 @@ class Delivered(Payload):
     grouped: int = 1  # photos of the same event folded into this one
 
 
-class SearchRequest(Payload):
-    request_id: str = Field(default_factory=new_id)
-    image_b64: str
-    threshold: float | None = None
-    top: int = Field(default=20, ge=1, le=1000)
-
-
 class SearchHit(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     event_id: str
     camera: str
-    ts: str
+    ts: Timestamp  # when the snapshot was taken
     similarity: float
     box: tuple[int, int, int, int]
     snapshot: str | None = None
@@ -434,8 +534,177 @@ def meta_property(payload: Payload) -> dict[str, str]:
     return {META_PROPERTY: payload.model_dump_json()}
 
 
-def parse_meta(model: type[P], user_properties: dict[str, str]) -> P:
+def parse_meta(model: type[P], user_properties: Mapping[str, str]) -> P:
     raw = user_properties.get(META_PROPERTY)
     if raw is None:
         raise ContractError(f"missing '{META_PROPERTY}' user property on an image message")
     return parse(model, raw)
+
+
+# ------------------------------------------------------------------------------- gallery commands
+
+
+class _GalleryOp(Payload):
+    request_id: str = Field(default_factory=new_id)
+
+
+class ListLabels(_GalleryOp):
+    op: Literal["list"] = "list"
+
+
+class DeleteLabel(_GalleryOp):
+    op: Literal["delete_label"] = "delete_label"
+    label: Label
+
+
+class RenameLabel(_GalleryOp):
+    op: Literal["rename_label"] = "rename_label"
+    label: Label
+    new_label: Label
+
+
+class DeleteEnrollment(_GalleryOp):
+    op: Literal["delete_enrollment"] = "delete_enrollment"
+    enrollment_id: int
+
+
+class NameVisitor(_GalleryOp):
+    """Enroll an unknown visitor's archived faces as `label`, so that person is named from now on."""
+
+    op: Literal["name_visitor"] = "name_visitor"
+    visitor: int
+    label: Label
+
+
+# One JSON object on `recognizer/cmd/gallery`; `op` says which.
+GalleryCommand = Annotated[
+    ListLabels | DeleteLabel | RenameLabel | DeleteEnrollment | NameVisitor, Field(discriminator="op")
+]
+_GALLERY_COMMAND: TypeAdapter[GalleryCommand] = TypeAdapter(GalleryCommand)
+
+
+def parse_gallery_command(raw: bytes | str | Mapping[str, Any]) -> GalleryCommand:
+    """Decode a gallery command (JSON, or its fields); a missing field or unknown op says which."""
+    data = dict(raw) if isinstance(raw, Mapping) else _json_object(raw)
+    return _validated("GalleryCommand", _GALLERY_COMMAND.validate_python, data)
+
+
+# ----------------------------------------------------------------------- requests with an image
+#
+# Training and search each come in two wire forms: a raw JPEG with its options in the `meta` user
+# property (preferred: MQTT v5), or a JSON body with the image in base64 (MQTT 3.1.1 clients). The
+# decoders below turn either into one request, so the recognizer (and any other adapter, e.g. HTTP)
+# handles a single shape.
+
+
+def request_id_from(correlation_id: str | None, body_id: str | None) -> str:
+    """The id an answer carries: the MQTT v5 correlation data, else the request's own id, else a new one."""
+    return correlation_id or body_id or new_id()
+
+
+class TrainMeta(Payload):
+    """Optional `meta` user property of a raw JPEG on `train/<label>`."""
+
+    request_id: str = Field(default_factory=new_id)
+    largest: bool = False  # several faces: enroll the largest instead of refusing
+    source: str = "mqtt-raw"
+
+
+class TrainRequest(TrainMeta):
+    """The JSON form, on `train`: the label in the body and the image in base64."""
+
+    label: Label
+    image_b64: str
+    source: str = "mqtt"
+
+
+class Training(BaseModel):
+    """A training request, whichever form it came in."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    request_id: str
+    label: Label
+    image: bytes = Field(repr=False)
+    largest: bool = False
+    source: str = "mqtt"
+
+
+def decode_train(
+    topics: Topics,
+    topic: str,
+    payload: bytes,
+    user_properties: Mapping[str, str],
+    correlation_id: str | None,
+) -> Training:
+    """A JSON `TrainRequest` on `train`, or a JPEG on `train/<label>` (options in `meta`, if any)."""
+    if topic == topics.train:
+        req = parse(TrainRequest, payload)
+        return Training(
+            request_id=request_id_from(correlation_id, req.request_id),
+            label=req.label,
+            image=_image_b64(req.image_b64),
+            largest=req.largest,
+            source=req.source,
+        )
+    label = topics.label_from_train_raw(topic)
+    if META_PROPERTY in user_properties:
+        meta = parse_meta(TrainMeta, user_properties)
+        body_id: str | None = meta.request_id
+    else:
+        meta, body_id = TrainMeta(), user_properties.get(REQUEST_ID_PROPERTY)
+    return Training(
+        request_id=request_id_from(correlation_id, body_id),
+        label=label,
+        image=payload,
+        largest=meta.largest,
+        source=meta.source,
+    )
+
+
+class SearchMeta(Payload):
+    """`meta` user property of a raw JPEG on `recognizer/cmd/search`."""
+
+    request_id: str = Field(default_factory=new_id)
+    threshold: float | None = None  # None: the recognizer's match_threshold
+    top: int = Field(default=20, ge=1, le=1000)
+
+
+class SearchRequest(SearchMeta):
+    """The JSON form: the photo in base64."""
+
+    image_b64: str
+
+
+class FaceSearch(BaseModel):
+    """A search of the event archive for the largest face of `image`, whichever form it came in."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    request_id: str
+    image: bytes = Field(repr=False)
+    threshold: float | None = None
+    top: int = Field(default=20, ge=1, le=1000)
+
+
+def decode_search(
+    payload: bytes, user_properties: Mapping[str, str], correlation_id: str | None
+) -> FaceSearch:
+    """A JPEG with a `meta` user property, else a JSON `SearchRequest`."""
+    if META_PROPERTY in user_properties:
+        meta: SearchMeta = parse_meta(SearchMeta, user_properties)
+        image = payload
+    else:
+        req = parse(SearchRequest, payload)
+        meta, image = req, _image_b64(req.image_b64)
+    return FaceSearch(
+        request_id=request_id_from(correlation_id, meta.request_id),
+        image=image,
+        threshold=meta.threshold,
+        top=meta.top,
+    )
+
+
+def _image_b64(text: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ContractError("image_b64 is not valid base64") from None

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from datetime import UTC, datetime
+
+from homesec.contract import to_iso
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "ts": to_iso(record.created),
             "level": record.levelname,
             "logger": record.name,
             "msg": record.getMessage(),

@@ -3,26 +3,30 @@
 from __future__ import annotations
 
 import queue
-import time
-from collections.abc import Callable
+import threading
 from types import TracebackType
 from typing import TypeVar
 
-from homesec.bus import Message, MqttBus
+from homesec.bus import ClientFactory, Message, MqttBus, paho_client
 from homesec.config import Config, mqtt_for_role
-from homesec.contract import ContractError, Payload, Role, new_id, parse
+from homesec.contract import Availability, Payload, Role, new_id
+from homesec.requests import NoAnswer, Requester
 
 R = TypeVar("R", bound=Payload)
 
-
-class NoAnswer(TimeoutError):
-    pass
+__all__ = ["NoAnswer", "RemoteClient"]
 
 
 class RemoteClient:
     """A short-lived, non-persistent admin connection that sends a command and waits for its answer."""
 
-    def __init__(self, config: Config, role: Role = Role.ADMIN, connect_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        config: Config,
+        role: Role = Role.ADMIN,
+        connect_timeout: float = 10.0,
+        client_factory: ClientFactory = paho_client,
+    ) -> None:
         settings = mqtt_for_role(config, role)
         self.client_id = f"homesec-cli-{new_id()[:8]}"
         self.bus = MqttBus(
@@ -31,15 +35,14 @@ class RemoteClient:
             client_id=self.client_id,
             persistent=False,
             announce=False,
+            client_factory=client_factory,
         )
         self.topics = self.bus.topics
-        self.reply_topic = self.topics.reply(str(role), self.client_id)
-        self._inbox: queue.Queue[Message] = queue.Queue()
+        self.requester = Requester(self.bus, self.topics.reply(str(role), self.client_id))
         self._connect_timeout = connect_timeout
         self._settings = settings
 
     def __enter__(self) -> RemoteClient:
-        self.bus.subscribe(self.reply_topic, self._inbox.put)
         self.bus.start()
         if not self.bus.wait_connected(self._connect_timeout):
             self.bus.stop()
@@ -62,47 +65,40 @@ class RemoteClient:
         user_properties: dict[str, str] | None = None,
     ) -> R:
         """Publish and wait for the answer carrying `request_id` (on our reply topic)."""
-        self.bus.publish(
-            topic,
-            payload,
-            response_topic=self.reply_topic,
-            correlation_data=request_id.encode(),
-            user_properties=user_properties,
+        return self.requester.request(
+            topic, payload, answer, request_id=request_id, timeout=timeout, user_properties=user_properties
         )
-        return self.wait(answer, lambda r: getattr(r, "request_id", None) == request_id, timeout)
-
-    def wait(self, model: type[R], match: Callable[[R], bool], timeout: float) -> R:
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                msg = self._inbox.get(timeout=left)
-            except queue.Empty:
-                break
-            try:
-                reply = parse(model, msg.payload)
-            except ContractError:
-                continue
-            if match(reply):
-                return reply
-        raise NoAnswer(f"no answer within {timeout:.0f}s: is the node running? (`homesec status`)")
 
     def wait_online(self, node: str, timeout: float = 60.0) -> None:
         """Block until `node` (e.g. "recognizer/main") says it is online (retained availability)."""
-        online: queue.Queue[Message] = queue.Queue()
-        self.bus.subscribe(
-            self.topics.available(node), lambda m: online.put(m) if m.payload == b"online" else None
+        online = threading.Event()
+        expected = Availability.ONLINE.value.encode()
+        unsubscribe = self.bus.subscribe(
+            self.topics.available(node), lambda m: online.set() if m.payload == expected else None
         )
         try:
-            online.get(timeout=timeout)
-        except queue.Empty:
-            raise NoAnswer(f"{node} did not come online within {timeout:.0f}s") from None
+            if not online.wait(timeout):
+                raise NoAnswer(f"{node} did not come online within {timeout:.0f}s")
+        finally:
+            unsubscribe()
 
     def retained(self, topic_filter: str, settle: float = 0.5) -> list[Message]:
-        """The retained messages under `topic_filter` (what a new subscriber gets at once)."""
+        """The retained messages under `topic_filter` (what a new subscriber gets at once).
+
+        The broker may send them before or after its SUBACK, and has no end marker: collect until the
+        SUBACK is in and then `settle` seconds pass without another one.
+        """
         got: queue.Queue[Message] = queue.Queue()
-        self.bus.subscribe(topic_filter, got.put)
-        time.sleep(settle)
+        subscription = self.bus.subscribe(topic_filter, got.put)
         out: list[Message] = []
-        while not got.empty():
-            out.append(got.get())
+        try:
+            if not subscription.wait_ready(self._connect_timeout):
+                raise NoAnswer(f"the broker did not confirm the subscription to {topic_filter}")
+            while True:
+                try:
+                    out.append(got.get(timeout=settle))
+                except queue.Empty:
+                    break
+        finally:
+            subscription()
         return [m for m in out if m.retain]

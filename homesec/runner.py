@@ -1,4 +1,4 @@
-"""Start-up and shut-down shared by the three node programs.
+"""Start-up and shut-down shared by the node programs.
 
 Fail fast on bad config (exit 2 with a message naming the key); once running, bad messages only
 produce error reports. SIGTERM and SIGINT leave cleanly: the service stops, `stopped` is published.
@@ -12,12 +12,13 @@ import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from homesec.bus import Bus, MqttBus
-from homesec.config import Config, ConfigError, load_config, mqtt_for_role, password_path
-from homesec.contract import Role
+from homesec.config import ConfigError, load_config, mqtt_for_role, password_path
 from homesec.logs import setup_logging
+from homesec.plugins import NodePlugin
+from homesec.settings import Section
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +29,7 @@ class Service(Protocol):
     def stop(self) -> None: ...
 
 
-class StartupError(RuntimeError):
-    """Raised by a service that cannot start (missing models, unusable device...)."""
+S = TypeVar("S", bound=Section)
 
 
 def node_parser(prog: str) -> argparse.ArgumentParser:
@@ -42,23 +42,25 @@ def node_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def run_node(
-    role: Role,
-    node_name: Callable[[Config], str],
-    build: Callable[[Config, Bus], Service],
+    plugin: NodePlugin[S],
+    build: Callable[[S, Path, Bus], Service],
     argv: list[str] | None = None,
     stop_event: threading.Event | None = None,
 ) -> int:
+    """Run the node of `plugin`, its service built from its own section and the data dir."""
+    role = plugin.role
     args = node_parser(f"homesec-{role}").parse_args(argv)
     try:
         config = load_config(args.config)
         if args.log_level:
             config.log.level = args.log_level.upper()
+        settings = config.section(plugin.settings)
         mqtt = mqtt_for_role(config, role)
     except ConfigError as exc:
         setup_logging()
         log.error("%s", exc)
         return 2
-    node = node_name(config)
+    node = plugin.node_name(settings)
     setup_logging(config.log.level, json_format=config.log.json_format, name=node)
     if mqtt.password is None:
         log.error(
@@ -70,7 +72,7 @@ def run_node(
         return 2
     bus = MqttBus(mqtt, node=node)
     try:
-        service = build(config, bus)
+        service = build(settings, config.data_dir, bus)
     except Exception as exc:
         log.error("%s cannot start: %s", node, exc)
         log.debug("start-up failure", exc_info=True)

@@ -1,4 +1,5 @@
-"""Settings of the shared core (MQTT connection, logging). Node sections live in each node's settings.py."""
+"""Settings of the shared core (MQTT connection, logging). Each node package owns its section and registers
+it through `homesec.plugins`."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Each record is two files: `<seq>.bin` (payload) and `<seq>.json` (metadata). The JSON is written last
 and marks the record complete, so a crash mid-write leaves an orphan `.bin` that is ignored and cleaned
-up. Writes are atomic (temporary file, fsync, rename). Names are zero-padded sequence numbers, so
+up. Writes are atomic (`homesec.files.write_atomic`). Names are zero-padded sequence numbers, so
 directory order is arrival order and survives restarts.
 """
 
@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from homesec.files import write_atomic
+
 log = logging.getLogger(__name__)
 
 _WIDTH = 12
@@ -26,16 +28,6 @@ class SpoolItem:
     id: str
     payload: bytes
     meta: dict[str, Any]
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see either the old file or the whole new one."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 class DiskSpool:

@@ -18,16 +18,17 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from homesec.broker import MosquittoProcess, free_port, port_open, prepare_local_broker
 from homesec.bus import Message, MqttBus
-from homesec.config import Config, load_config, mqtt_for_role, telegram_token
+from homesec.config import Config, load_config, mqtt_for_role
 from homesec.contract import META_PROPERTY, Role, Topics
+from homesec.plugins import NodePlugin, node_plugins, plugin_for
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "demo"
 PREFERRED_PORT = 18830
-NODES = {"recognizer": "recognizer_node", "notifier": "notifier_node", "camera": "camera_node"}
 
 
 def pick_port(wanted: int | None) -> int:
@@ -49,8 +50,7 @@ def describe(topics: Topics, msg: Message) -> str | None:
     """One human line for a bus message, or None for the ones not worth printing."""
     if msg.retain:
         return None  # state left from an earlier run, replayed at subscription: not news
-    rel = msg.topic[len(topics.prefix) + 1 :]
-    parts = rel.split("/")
+    parts = topics.levels(msg.topic)
     try:
         body = json.loads(msg.user_properties.get(META_PROPERTY) or msg.payload or b"null")
     except (ValueError, UnicodeDecodeError):
@@ -73,13 +73,13 @@ def describe(topics: Topics, msg: Message) -> str | None:
         return f"[recognizer] {parts[2]} #{body['seq'] + 1}: {faces} -> {body['verdict'].upper()}{took}"
     if parts[:2] == ["recognizer", "alert"]:
         return f"[recognizer] alert for {parts[2]}: {body['verdict']} ({len(msg.payload) // 1024} KB photo)"
-    if rel == "recognizer/train/result":
+    if msg.topic == topics.train_result:
         ok = f"enrolled {body['label']!r}" if body["ok"] else f"refused {body['label']!r}: {body['reason']}"
         return f"[recognizer] training: {ok}"
-    if rel == "notifier/delivered":
+    if msg.topic == topics.delivered:
         where = f"Telegram chat {body['chat_id']}" if body["channel"] == "telegram" else "the outbox"
         return f"[notifier] alert {body['event_id'][:8]} from {body['camera']} sent to {where}"
-    if rel == "notifier/armed":
+    if msg.topic == topics.armed:
         return f"[notifier] {'armed' if body['armed'] else 'disarmed'}"
     return None
 
@@ -89,14 +89,16 @@ class Supervisor:
 
     def __init__(self, env: dict[str, str], log_dir: Path, config_path: Path | None) -> None:
         self.env, self.log_dir, self.config_path = env, log_dir, config_path
+        self.programs: dict[str, str] = {}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.stopping = False
 
-    def spawn(self, name: str) -> None:
-        cmd = [sys.executable, "-m", NODES[name]]
+    def spawn(self, name: str, program: str) -> None:
+        cmd = [sys.executable, "-m", program]
         if self.config_path:
             cmd += ["--config", str(self.config_path)]
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - kept open for the child
+        self.programs[name] = program
         self.procs[name] = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=log, cwd=os.getcwd())
 
     def watch(self) -> None:
@@ -109,7 +111,7 @@ class Supervisor:
                 if code == 2:  # bad config or missing models: restarting will not help
                     raise SystemExit(f"{name} cannot start; fix the problem above and run again")
                 time.sleep(2)
-                self.spawn(name)
+                self.spawn(name, self.programs[name])
 
     def stop(self) -> None:
         self.stopping = True
@@ -124,8 +126,8 @@ class Supervisor:
 
 
 def _node_env(local: Config, demo_dir: Path | None) -> dict[str, str]:
-    """The environment of every node: the local broker and data dir, and the demo scene unless the
-    camera has a source of its own."""
+    """The environment of every node: the local broker and data dir, and what each plugin adds (the
+    camera: the demo scene unless it has a source of its own)."""
     env = dict(os.environ)
     env.update(
         HOMESEC_MQTT__HOST=local.mqtt.host,
@@ -133,27 +135,35 @@ def _node_env(local: Config, demo_dir: Path | None) -> dict[str, str]:
         HOMESEC_DATA_DIR=str(local.data_dir),
         PYTHONUNBUFFERED="1",
     )
-    if demo_dir is not None:
-        env["HOMESEC_CAMERA__REPLAY__DIR"] = str(demo_dir.resolve())
-    elif local.camera.source == "replay" and local.camera.replay.dir is None:
-        # The demo scene: 5 frames/s, a visitor every ~8 s; short gaps so each visitor is one event.
-        env["HOMESEC_CAMERA__REPLAY__DIR"] = str(DEMO / "camera")
-        env.setdefault("HOMESEC_CAMERA__REPLAY__FPS", "5")
-        env.setdefault("HOMESEC_CAMERA__MOTION__EVENT_GAP_S", "1.5")
-        env.setdefault("HOMESEC_CAMERA__COOLDOWN_S", "2")
+    for plugin in node_plugins():
+        if plugin.up_env is not None:
+            plugin.up_env(local.section(plugin.settings), demo_dir, env)
     return env
 
 
+def _notes(config: Config, data_dir: Path) -> list[str]:
+    notes = []
+    for plugin in node_plugins():
+        if plugin.up_note is not None and (note := plugin.up_note(config.section(plugin.settings), data_dir)):
+            notes.append(note)
+    return notes
+
+
+def _node_name(plugin: NodePlugin[Any], config: Config) -> str:
+    return plugin.node_name(config.section(plugin.settings))
+
+
 def _enroll_demo_owner(local: Config) -> None:
-    from homesec.contract import GalleryCommand, GalleryResult, TrainRequest, TrainResult
+    from homesec.contract import GalleryResult, ListLabels, TrainRequest, TrainResult
     from homesec.remote import RemoteClient
 
     photos = sorted((DEMO / "enroll").glob("*.jpg"))
-    if not photos:
+    recognizer = plugin_for(Role.RECOGNIZER)
+    if not photos or recognizer is None:
         return
     with RemoteClient(local) as remote:
-        remote.wait_online(f"recognizer/{local.recognizer.instance}", timeout=120)
-        cmd = GalleryCommand(op="list")
+        remote.wait_online(_node_name(recognizer, local), timeout=120)
+        cmd = ListLabels()
         labels = remote.request(remote.topics.gallery_cmd, cmd, GalleryResult, cmd.request_id, 60).labels
         if labels:
             print(f"[up] enrolled already: {', '.join(sorted(labels))}", flush=True)
@@ -204,14 +214,10 @@ def run_up(args: argparse.Namespace) -> int:
     viewer.subscribe(f"{topics.prefix}/#", lambda m: _show(describe(topics, m)))
     viewer.start()
     try:
-        for name in NODES:
-            sup.spawn(name)
-        where = (
-            "Telegram"
-            if telegram_token(config)
-            else f"the outbox {data_dir / 'outbox'} (no Telegram token set)"
-        )
-        print(f"[up] alerts go to {where}; Ctrl-C stops everything", flush=True)
+        # Consumers first: a node's first messages then land in subscriptions that already exist.
+        for plugin in sorted(node_plugins(), key=lambda p: p.stage, reverse=True):
+            sup.spawn(plugin.section, plugin.program)
+        print(f"[up] {'; '.join([*_notes(config, data_dir), 'Ctrl-C stops everything'])}", flush=True)
         if not args.no_enroll:
             threading.Thread(target=_enroll_quietly, args=(local,), daemon=True).start()
         while not stop.wait(1):

@@ -1,1 +1,1 @@
-"""notifier_node."""
+"""The notifier node: the recognizer's alerts to Telegram (or a local outbox), and the household's bot."""

@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from homesec.bus import Bus
-from homesec.config import Config
-from homesec.contract import Role
 from homesec.runner import run_node
+from notifier_node.plugin import PLUGIN
 from notifier_node.service import NotifierService
-
-NODE = "notifier/main"
-
-
-def node_name(config: Config) -> str:
-    return NODE
+from notifier_node.settings import NotifierSettings
 
 
-def build_service(config: Config, bus: Bus) -> NotifierService:
-    return NotifierService(config, bus)
+def build_service(settings: NotifierSettings, data_dir: Path, bus: Bus) -> NotifierService:
+    return NotifierService(settings, data_dir, bus)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_node(Role.NOTIFIER, node_name, build_service, argv)
+    return run_node(PLUGIN, build_service, argv)
 
 
 if __name__ == "__main__":

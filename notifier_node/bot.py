@@ -1,8 +1,8 @@
 """The Telegram bot: a getUpdates long-polling thread that turns chat commands into bus messages.
 
 Only chats in `allowed_chat_ids` are obeyed. Everything the bot says goes through the Replier's
-thread, so a slow Telegram never stalls command handling, and answers from the recognizer (training,
-gallery edits) come back through `PendingRequests`, matched by request_id.
+thread, so a slow Telegram never stalls command handling. The household commands (status, arming,
+snapshots, labels) are answered here; those that ask the recognizer live in `recognizer_commands`.
 """
 
 from __future__ import annotations
@@ -13,21 +13,13 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from homesec.bus import Bus
-from homesec.contract import (
-    ArmedState,
-    CaptureCommand,
-    ContractError,
-    GalleryCommand,
-    check_id,
-    check_label,
-)
+from homesec.contract import ArmedState, CaptureCommand, ContractError, Role, check_id, split_node
 
-from .enroll import Enroller
 from .policy import backoff_delay
-from .replies import PendingRequests, Replier
-from .search import FaceSearch
+from .recognizer_commands import RecognizerCommands
+from .replies import Replier
 from .settings import NotifierSettings
-from .store import AlertStore, OffsetStore
+from .store import OffsetStore
 from .telegram import BotApi, PermanentError, TelegramError
 
 log = logging.getLogger(__name__)
@@ -72,23 +64,19 @@ class Bot:
         bus: Bus,
         household: Household,
         replier: Replier,
-        pending: PendingRequests,
-        alerts: AlertStore,
+        recognizer_commands: RecognizerCommands,
         offsets: OffsetStore,
     ) -> None:
         self.settings = settings
         self.bus = bus
         self.household = household
         self.replier = replier
-        self.pending = pending
-        self.alerts = alerts
+        self.recognizer_commands = recognizer_commands
         self.offsets = offsets
         self._api_factory = api_factory
-        self.enroller = Enroller(bus, replier, pending, alerts, settings.reply_timeout_s)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.offset = offsets.load()
-        self.search = FaceSearch(bus, replier, pending, alerts, settings)  # `/search` (issue 7)
         self.commands: dict[str, Command] = {
             "start": self._help,
             "help": self._help,
@@ -97,9 +85,9 @@ class Bot:
             "disarm": lambda api, m, a: self._arm(m, False),
             "snapshot": self._snapshot,
             "labels": self._labels,
-            "forget": self._forget,
-            "train": lambda api, m, a: self.enroller.train(api, m, a),
-            "search": self.search.command,
+            "forget": recognizer_commands.forget,
+            "train": recognizer_commands.train,
+            "search": recognizer_commands.search,
         }
 
     # -- lifecycle
@@ -172,7 +160,7 @@ class Bot:
             return
         text = str(msg.get("text") or msg.get("caption") or "").strip()
         command = parse_command(text)
-        if command is None and self.enroller.answer_prompt(msg, text):
+        if command is None and self.recognizer_commands.answer_prompt(msg, text):
             return
         if command is None:
             if text:
@@ -224,11 +212,8 @@ class Bot:
         )
 
     def _online_cameras(self) -> list[str]:
-        return sorted(
-            n.split("/", 1)[1]
-            for n, s in self.household.nodes().items()
-            if n.startswith("camera/") and s == "online"
-        )
+        nodes = [(split_node(n), s) for n, s in self.household.nodes().items()]
+        return sorted(node_id for (role, node_id), s in nodes if role == Role.CAMERA and s == "online")
 
     def _labels(self, api: BotApi, msg: dict[str, Any], arg: str) -> None:
         labels = self.household.labels()
@@ -242,18 +227,6 @@ class Bot:
             )
         self.replier.say(msg["chat"]["id"], text)
 
-    def _forget(self, api: BotApi, msg: dict[str, Any], arg: str) -> None:
-        chat = msg["chat"]["id"]
-        try:
-            cmd = GalleryCommand(op="delete_label", label=check_label(arg))
-        except (ContractError, ValueError) as exc:
-            self.replier.say(chat, f"Usage: /forget <name>. {exc}")
-            return
-        self.pending.add(
-            cmd.request_id, chat, msg["message_id"], f"forgetting {cmd.label}", self.settings.reply_timeout_s
-        )
-        self.bus.publish(self.bus.topics.gallery_cmd, cmd)
-
     # -- inline buttons
     def _callback(self, cb: dict[str, Any]) -> None:
         chat = ((cb.get("message") or {}).get("chat") or {}).get("id")
@@ -262,4 +235,4 @@ class Bot:
             self.replier.answer_callback(str(cb.get("id")), "⛔ Not allowed")
             return
         assert isinstance(chat, int)
-        self.enroller.button(cb, chat)
+        self.recognizer_commands.button(cb, chat)

@@ -15,12 +15,8 @@ HEADLINES = {
 }
 
 
-def local_time(ts: str, zone: tzinfo | None) -> str:
-    """`ts` (UTC ISO-8601) in `zone` (None: the system's local zone), or `ts` itself if unparsable."""
-    try:
-        moment = datetime.fromisoformat(ts)
-    except ValueError:
-        return ts
+def local_time(moment: datetime, zone: tzinfo | None) -> str:
+    """`moment` in `zone` (None: the system's local zone); the contract keeps it within range."""
     return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z").strip()
 
 

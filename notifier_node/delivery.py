@@ -70,7 +70,7 @@ class Deliverer:
         self.parked = data_dir / "notifier" / "parked"
         self.alerts = AlertStore(data_dir / "notifier" / "alerts", settings.alerts_kept)
         self.spool = DiskSpool(
-            data_dir / "spool" / "notifier", settings.spool_max_items, settings.spool_max_bytes
+            data_dir / "spool" / "notifier", settings.spool.max_items, settings.spool.max_bytes
         )
         self._inline_api = api_factory() if api_factory else None
         self._sent: OrderedDict[str, _Sent] = OrderedDict()
@@ -147,8 +147,7 @@ class Deliverer:
 
     # -- sending
     def _send(self, api: BotApi, chat: int, alert: Alert, jpeg: bytes, group: str, key: str) -> None:
-        if (wait := self.limiter.reserve(chat)) > 0:
-            self._stop.wait(wait)
+        self.limiter.wait_turn(chat, self._stop)
         grouped = self.grouper.count(group)
         markup = enroll_keyboard(key) if alert.verdict == Verdict.UNKNOWN else None
         photo = fit_photo(jpeg, self.settings.max_photo_bytes)
@@ -251,8 +250,7 @@ class Deliverer:
             markup = enroll_keyboard(sent.key) if sent.alert.verdict == Verdict.UNKNOWN else None
             for chat, message_id in sent.messages:
                 try:
-                    if (wait := self.limiter.reserve(chat)) > 0:
-                        self._stop.wait(wait)
+                    self.limiter.wait_turn(chat, self._stop)
                     api.edit_caption(chat, message_id, caption, markup)
                 except (RetryableError, PermanentError) as exc:
                     log.info("could not update the caption of alert message %s: %s", message_id, exc)

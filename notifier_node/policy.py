@@ -17,7 +17,7 @@ VERDICT_RANK = {Verdict.KNOWN: 0, Verdict.NO_FACE: 1, Verdict.UNKNOWN: 2}
 
 
 def visitors_of(alert: Alert) -> frozenset[str]:
-    """The unknown-visitor ids in an alert (issue 7): the cooldown groups photos per visitor."""
+    """The unknown-visitor ids in an alert: the cooldown groups photos per visitor."""
     return frozenset(f.visitor for f in alert.faces if f.visitor and f.label is None)
 
 
@@ -49,6 +49,11 @@ class RateLimiter:
             slot = max(now, self._next.get(chat, now))
             self._next[chat] = slot + self.interval
             return slot - now
+
+    def wait_turn(self, chat: int, stop: threading.Event) -> None:
+        """Book the next slot for `chat` and wait for it; returns early once `stop` is set."""
+        if (delay := self.reserve(chat)) > 0:
+            stop.wait(delay)
 
     def push_back(self, chat: int, seconds: float) -> None:
         """Telegram said 'retry after N': nothing goes to this chat before then."""

@@ -1,5 +1,5 @@
-"""Everything the bot says goes through one sender thread, so neither the command loop nor the bus
-handlers ever wait on Telegram; the same thread times out requests the recognizer never answered."""
+"""Everything the bot says goes through one sender thread, so neither the command loop, nor the bus
+handlers, nor the Requester's answer callbacks ever wait on Telegram."""
 
 from __future__ import annotations
 
@@ -10,47 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .policy import Clock, RateLimiter
+from .policy import RateLimiter
 from .telegram import BotApi, PermanentError, RateLimited, RetryableError
 
 log = logging.getLogger(__name__)
 
 OnSent = Callable[[dict[str, Any]], None]
-
-
-@dataclass(frozen=True)
-class Pending:
-    """A request published on the bus whose answer must go back to a chat."""
-
-    chat: int
-    reply_to: int | None
-    what: str  # e.g. "training 'alice'", for the timeout message
-    deadline: float
-
-
-class PendingRequests:
-    def __init__(self, clock: Clock) -> None:
-        self._clock = clock
-        self._items: dict[str, Pending] = {}
-        self._lock = threading.Lock()
-
-    def add(self, request_id: str, chat: int, reply_to: int | None, what: str, timeout: float) -> None:
-        with self._lock:
-            self._items[request_id] = Pending(chat, reply_to, what, self._clock() + timeout)
-
-    def pop(self, request_id: str) -> Pending | None:
-        with self._lock:
-            return self._items.pop(request_id, None)
-
-    def expire(self) -> list[Pending]:
-        with self._lock:
-            now = self._clock()
-            gone = [rid for rid, p in self._items.items() if p.deadline <= now]
-            return [self._items.pop(rid) for rid in gone]
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._items)
 
 
 @dataclass(frozen=True)
@@ -68,12 +33,10 @@ class Replier:
         self,
         api_factory: Callable[[], BotApi],
         limiter: RateLimiter,
-        pending: PendingRequests,
         retry_s: float = 1.0,
     ) -> None:
         self._api_factory = api_factory
         self._limiter = limiter
-        self._pending = pending
         self._retry_s = retry_s
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._stop = threading.Event()
@@ -109,16 +72,7 @@ class Replier:
     def _run(self) -> None:
         api = self._api_factory()
         while not self._stop.is_set():
-            for p in self._pending.expire():
-                self.say(
-                    p.chat,
-                    f"⌛ No answer from the recognizer for {p.what} (is it running?)",
-                    reply_to=p.reply_to,
-                )
-            try:
-                job = self._queue.get(timeout=0.5)
-            except queue.Empty:
-                continue
+            job = self._queue.get()
             if job is None:
                 continue
             try:
@@ -129,8 +83,8 @@ class Replier:
 
     def _do(self, api: BotApi, job: _Job) -> None:
         for attempt in range(1, self.ATTEMPTS + 1):
-            if job.chat is not None and (wait := self._limiter.reserve(job.chat)) > 0:
-                self._stop.wait(wait)
+            if job.chat is not None:
+                self._limiter.wait_turn(job.chat, self._stop)
             try:
                 result = job.run(api)
             except RateLimited as exc:

@@ -2,7 +2,8 @@
 
 Threads: the bus worker runs the handlers below (alert policy, first send attempt, state updates);
 `notifier-delivery` drains the spool; `notifier-bot` long-polls for commands; `notifier-replies`
-sends what the bot says. None of them waits on another.
+sends what the bot says. None of them waits on another. The bot's requests to the recognizer go through
+one Requester, whose answers arrive on the notifier's own reply topic.
 """
 
 from __future__ import annotations
@@ -10,76 +11,91 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import tzinfo
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from homesec.bus import Bus, Message
-from homesec.config import Config, telegram_token
 from homesec.contract import (
     Alert,
     ArmCommand,
     ArmedState,
     Availability,
-    GalleryResult,
     GallerySummary,
-    TrainResult,
     Verdict,
     new_id,
     parse,
     parse_meta,
 )
+from homesec.requests import Requester
 
 from .bot import Bot
 from .delivery import Deliverer
 from .photo import check_jpeg
 from .policy import Grouper, RateLimiter, visitors_of
-from .replies import PendingRequests, Replier
+from .recognizer_commands import RecognizerCommands
+from .replies import Replier
+from .secrets import telegram_token
+from .settings import NotifierSettings
 from .store import ArmedStore, OffsetStore
 from .telegram import BotApi
 
 log = logging.getLogger(__name__)
 
 
+def reply_topic(bus: Bus) -> str:
+    """Where the recognizer answers this notifier's requests (the ACL lets it write only under reply/)."""
+    return bus.topics.reply("notifier", bus.node.replace("/", "-"))
+
+
+def api_factory(settings: NotifierSettings) -> Callable[[], BotApi] | None:
+    """Makes one Bot API client per thread; None without a token (alerts then go to the outbox)."""
+    token = telegram_token(settings)
+    if not token:
+        return None
+    s = settings
+    return lambda: BotApi(
+        token, s.base_url, connect_timeout=s.connect_timeout_s, read_timeout=s.request_timeout_s
+    )
+
+
 class NotifierService:
-    def __init__(self, config: Config, bus: Bus) -> None:
-        self.config = config
-        self.settings = s = config.notifier
+    def __init__(self, settings: NotifierSettings, data_dir: Path, bus: Bus) -> None:
+        self.settings = s = settings
         self.bus = bus
         self.zone: tzinfo | None = ZoneInfo(s.timezone) if s.timezone else None
-        token = telegram_token(config)
-        self.api_factory = (
-            None
-            if not token
-            else lambda: BotApi(
-                token, s.base_url, connect_timeout=s.connect_timeout_s, read_timeout=s.request_timeout_s
-            )
-        )
-        clock_fn = time.monotonic
-        self.limiter = RateLimiter(s.chat_interval_s, clock_fn)
-        self.grouper = Grouper(s.cooldown_s, clock_fn)
-        self.pending = PendingRequests(clock_fn)
-        data = config.data_dir
-        self.deliverer = Deliverer(s, data, bus, self.api_factory, self.grouper, self.limiter, self.zone)
-        self._armed_store = ArmedStore(data / "notifier" / "armed.json", s.default_armed)
+        self.api_factory = api_factory(s)
+        self.limiter = RateLimiter(s.chat_interval_s, time.monotonic)
+        self.grouper = Grouper(s.cooldown_s, time.monotonic)
+        self.deliverer = Deliverer(s, data_dir, bus, self.api_factory, self.grouper, self.limiter, self.zone)
+        self._armed_store = ArmedStore(data_dir / "notifier" / "armed.json", s.default_armed)
         self._armed = self._armed_store.load()
         self._nodes: dict[str, str] = {}
         self._labels: dict[str, int] | None = None
         self._lock = threading.Lock()
         self.replier: Replier | None = None
+        self.requester: Requester | None = None
         self.bot: Bot | None = None
         if self.api_factory is not None:
-            self.replier = Replier(self.api_factory, self.limiter, self.pending, retry_s=s.retry_min_s)
-            self.bot = Bot(
-                self.api_factory, s, bus, self, self.replier, self.pending,
-                self.deliverer.alerts, OffsetStore(data / "notifier" / "updates.json"),
-            )  # fmt: skip
+            self._add_bot(self.api_factory, data_dir)
         t = bus.topics
         bus.subscribe(t.all_alerts, self.on_alert)
         bus.subscribe(t.armed_cmd, self.on_arm_command)
         bus.subscribe(t.all_available, self.on_available)
         bus.subscribe(t.gallery, self.on_gallery)
-        bus.subscribe(t.train_result, self.on_train_result)
-        bus.subscribe(t.gallery_result, self.on_gallery_result)
+
+    def _add_bot(self, api: Callable[[], BotApi], data_dir: Path) -> None:
+        """The bot, its sender thread, and the Requester that carries its questions to the recognizer."""
+        s = self.settings
+        self.replier = Replier(api, self.limiter, retry_s=s.retry_min_s)
+        self.requester = Requester(self.bus, reply_topic(self.bus))
+        commands = RecognizerCommands(
+            self.requester, self.bus.topics, self.replier, self.deliverer.alerts,
+            timeout=s.reply_timeout_s, zone=self.zone,
+        )  # fmt: skip
+        offsets = OffsetStore(data_dir / "notifier" / "updates.json")
+        self.bot = Bot(api, s, self.bus, self, self.replier, commands, offsets)
 
     # -- lifecycle
     def start(self) -> None:
@@ -98,6 +114,8 @@ class NotifierService:
     def stop(self) -> None:
         if self.bot is not None:
             self.bot.stop()
+        if self.requester is not None:
+            self.requester.close()
         self.deliverer.stop()
         if self.replier is not None:
             self.replier.stop()
@@ -158,8 +176,7 @@ class NotifierService:
         self.set_armed(cmd.armed, cmd.by)
 
     def on_available(self, msg: Message) -> None:
-        prefix, suffix = self.bus.topics.prefix + "/", "/available"
-        node = msg.topic.removeprefix(prefix).removesuffix(suffix)
+        node = self.bus.topics.node_from_available(msg.topic)
         word = msg.payload.decode(errors="replace").strip()
         if word not in {a.value for a in Availability}:
             log.debug("odd availability %r on %s", word, msg.topic)
@@ -170,29 +187,3 @@ class NotifierService:
         summary = parse(GallerySummary, msg.payload)
         with self._lock:
             self._labels = dict(summary.labels)
-
-    def on_train_result(self, msg: Message) -> None:
-        result = parse(TrainResult, msg.payload)
-        p = self.pending.pop(result.request_id)
-        if p is None or self.replier is None:
-            return  # someone else's request (the CLI, another notifier) or timed out already
-        if result.ok:
-            quality = "" if result.quality is None else f", quality {result.quality:.2f}"
-            text = f"✅ Enrolled {result.label} (enrollment #{result.enrollment_id}{quality})."
-        else:
-            text = f"❌ Could not enroll {result.label or ''}: {result.reason or 'refused'}"
-        self.replier.say(p.chat, text, reply_to=p.reply_to)
-
-    def on_gallery_result(self, msg: Message) -> None:
-        result = parse(GalleryResult, msg.payload)
-        p = self.pending.pop(result.request_id)
-        if p is None or self.replier is None:
-            return
-        if result.ok and result.op == "name_visitor":
-            text = f"✅ {p.what[:1].upper() + p.what[1:]}: {result.enrolled} photos of them enrolled."
-        elif result.ok:
-            plural = "s" if result.removed != 1 else ""
-            text = f"🗑 {p.what[:1].upper() + p.what[1:]}: done, {result.removed} enrollment{plural} removed."
-        else:
-            text = f"❌ {p.what} failed: {result.reason or 'refused'}"
-        self.replier.say(p.chat, text, reply_to=p.reply_to)

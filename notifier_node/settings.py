@@ -1,16 +1,35 @@
-"""The `[notifier]` config section. Imports only pydantic and the stdlib, so the core loads it cheaply."""
+"""The `[notifier]` config section and its `[notifier.spool]` sub-table. Imports only pydantic, the stdlib
+and the core's `Section`, so the core loads it cheaply."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from homesec.settings import Section
 
+log = logging.getLogger(__name__)
+
 TELEGRAM_API = "https://api.telegram.org"
+MB = 1024 * 1024
+
+
+def _deprecated(old: str, new: str) -> None:
+    env = "HOMESEC_NOTIFIER__" + new.upper().replace(".", "__")
+    log.warning("notifier.%s is deprecated and will go: use notifier.%s (or %s)", old, new, env)
+
+
+class SpoolSettings(Section):
+    max_items: int = Field(500, ge=1, description="Alerts kept on disk while Telegram is unreachable.")
+    max_mb: float = Field(200.0, gt=0, description="Disk bound of that spool, in MB; the oldest go first.")
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self.max_mb * MB)
 
 
 class NotifierSettings(Section):
@@ -41,8 +60,6 @@ class NotifierSettings(Section):
     timezone: str | None = Field(
         None, description="IANA zone for captions, e.g. Europe/Paris; default: local."
     )
-    spool_max_items: int = Field(500, ge=1, description="Alerts kept on disk while Telegram is unreachable.")
-    spool_max_bytes: int = Field(200 * 1024 * 1024, ge=1, description="Disk bound of that spool.")
     alerts_kept: int = Field(
         200, ge=1, description="Recent alert photos kept for 'Enroll' and reply-to-train."
     )
@@ -53,11 +70,29 @@ class NotifierSettings(Section):
     retry_max_s: float = Field(300.0, gt=0, description="Longest retry delay.")
     chat_interval_s: float = Field(1.0, ge=0, description="Minimum gap between two messages to one chat.")
     reply_timeout_s: float = Field(
-        30.0, gt=0, description="How long /train and /forget wait for the recognizer."
+        30.0, gt=0, description="How long /train, /forget and /search wait for the recognizer."
     )
     max_photo_bytes: int = Field(
-        10 * 1024 * 1024, ge=10_000, description="Larger photos are recompressed (Telegram's limit is 10 MB)."
+        10 * MB, ge=10_000, description="Larger photos are recompressed (Telegram's limit is 10 MB)."
     )
+    spool: SpoolSettings = Field(default_factory=SpoolSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_spool_keys(cls, data: Any) -> Any:
+        """Accept the flat `spool_max_items` / `spool_max_bytes` that `[notifier.spool]` replaced."""
+        if not isinstance(data, dict) or not {"spool_max_items", "spool_max_bytes"} & data.keys():
+            return data
+        data = dict(data)
+        spool = dict(data.get("spool") or {})
+        if "spool_max_items" in data:
+            _deprecated("spool_max_items", "spool.max_items")
+            spool.setdefault("max_items", data.pop("spool_max_items"))
+        if "spool_max_bytes" in data:
+            _deprecated("spool_max_bytes", "spool.max_mb")
+            spool.setdefault("max_mb", float(data.pop("spool_max_bytes")) / MB)
+        data["spool"] = spool
+        return data
 
     @field_validator("allowed_chat_ids", "alert_chat_ids", mode="before")
     @classmethod

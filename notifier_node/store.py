@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from homesec.contract import ArmedState, ContractError, new_id, parse
-from homesec.spool import write_atomic
+from homesec.files import write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from homesec.bus import Bus
-from homesec.config import Config
-from homesec.contract import Role
-from homesec.runner import run_node
+from homesec.runner import Service, run_node
+from recognizer_node.plugin import PLUGIN
 from recognizer_node.service import RecognizerService
+from recognizer_node.settings import RecognizerSettings
 
 
-def node_name(config: Config) -> str:
-    return f"recognizer/{config.recognizer.instance}"
+def build_service(settings: RecognizerSettings, data_dir: Path, bus: Bus) -> Service:
+    """The MQTT service and, beside it over the same operations, the HTTP API (recognizer.http)."""
+    from recognizer_node.http.server import with_http  # FastAPI and uvicorn: only in the node
 
-
-def build_service(config: Config, bus: Bus) -> RecognizerService:
-    return RecognizerService(config, bus)
+    return with_http(RecognizerService(settings, data_dir, bus), settings.http, data_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_node(Role.RECOGNIZER, node_name, build_service, argv)
+    return run_node(PLUGIN, build_service, argv)
 
 
 if __name__ == "__main__":

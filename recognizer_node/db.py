@@ -1,4 +1,4 @@
-"""SQLite plumbing shared by the gallery and the event archive: one connection, WAL, explicit transactions."""
+"""SQLite plumbing of the gallery, the event archive and the directory index: WAL, explicit transactions."""
 
 from __future__ import annotations
 

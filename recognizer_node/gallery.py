@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from homesec.contract import check_label, utc_now
+from homesec.contract import check_label, to_iso, utc_now
 from recognizer_node.db import data_version, open_db, transaction
 from recognizer_node.matching import GalleryMatrix
 
@@ -94,11 +94,12 @@ class Gallery:
     ) -> int:
         label = check_label(label)
         blob = np.asarray(embedding, dtype=np.float32).reshape(-1).tobytes()
+        created = to_iso(utc_now())
         with self._write() as db:
             cur = db.execute(
                 "INSERT INTO enrollments (label, model, embedding, crop, crop_format, quality, source, created)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (self._spelling(db, label), model, blob, crop, crop_format, quality, source, utc_now()),
+                (self._spelling(db, label), model, blob, crop, crop_format, quality, source, created),
             )
             return int(cur.lastrowid or 0)
 

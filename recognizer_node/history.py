@@ -1,39 +1,33 @@
-"""What the recognizer service calls for the event history (issue 7).
+"""The event history: archiving recognized snapshots, searching them for a face, naming visitors.
 
 - `record`: archive a recognized snapshot, giving its recurring unknown faces visitor ids (and how many
   events this week each visitor was seen in); the returned contract faces go into the result and alert.
   Archiving never stands in the way of an alert: a failure is logged and the faces go out without ids.
-- `handle_search`: the `recognizer/cmd/search` handler, answered from the archive.
-- `name_visitor`: the `name_visitor` gallery op, enrolling a visitor's archived faces under a label.
+- `answer_search`: the archived events with the query photo's largest face.
+- `name_visitor`: enroll a visitor's archived faces under a label.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from homesec.bus import publish_answer
 from homesec.contract import (
     Face,
+    FaceSearch,
     GalleryCommand,
     GalleryResult,
+    NameVisitor,
     SearchHit,
-    SearchRequest,
     SearchResult,
     SnapshotMeta,
-    check_label,
-    parse,
 )
-from recognizer_node.archive import Archive, ArchivedFace, ArchiveHit, SnapshotRecord, parse_ts
+from recognizer_node.archive import Archive, ArchivedFace, ArchiveHit, SnapshotRecord
 from recognizer_node.imageio import decode_rgb, encode_jpeg
-from recognizer_node.search import query_face
+from recognizer_node.pipeline import NoFaceError, query_face
 
 if TYPE_CHECKING:
-    from homesec.bus import Bus, Message
     from recognizer_node.gallery import Gallery
     from recognizer_node.pipeline import MatchedFace, Recognition, Recognizer
     from recognizer_node.settings import ArchiveSettings
@@ -68,7 +62,7 @@ class History:
         """Archive the snapshot; the contract faces, with visitor ids where a visitor was recognized."""
         faces = [m.to_contract() for m in recognition.faces]
         try:
-            ts = _timestamp(meta.ts)
+            ts = meta.ts.timestamp()
             record = SnapshotRecord(
                 meta.event_id,
                 meta.seq,
@@ -114,17 +108,13 @@ class History:
         limit = self.recognizer.settings.match_threshold if threshold is None else threshold
         return self.archive.search(face.embedding, limit, top)
 
-    def handle_search(self, bus: Bus, msg: Message) -> None:
-        """Answer on `search_result`, and on the MQTT v5 response topic when the request has one."""
-        req = parse(SearchRequest, msg.payload)
+    def answer_search(self, req: FaceSearch) -> SearchResult:
+        """The hits, or a refusal when the photo has no face (not an image: ContractError)."""
         try:
-            data = base64.b64decode(req.image_b64, validate=True)
-            hits = self.search(data, req.threshold, req.top)
-            result = SearchResult(request_id=req.request_id, ok=True, hits=[self._hit(h) for h in hits])
-        except (binascii.Error, ValueError) as exc:  # ContractError is a ValueError
-            reason = "image_b64 is not base64" if isinstance(exc, binascii.Error) else str(exc)
-            result = SearchResult(request_id=req.request_id, ok=False, reason=reason)
-        publish_answer(bus, msg, bus.topics.search_result, result)
+            hits = self.search(req.image, req.threshold, req.top)
+        except NoFaceError as exc:
+            return SearchResult(request_id=req.request_id, ok=False, reason=str(exc))
+        return SearchResult(request_id=req.request_id, ok=True, hits=[self._hit(h) for h in hits])
 
     def _hit(self, h: ArchiveHit) -> SearchHit:
         snapshot = None
@@ -145,38 +135,25 @@ class History:
 
     # ------------------------------------------------------------------------------------- visitors
 
-    def name_visitor(self, cmd: GalleryCommand, gallery: Gallery) -> GalleryResult:
+    def name_visitor(self, cmd: NameVisitor, gallery: Gallery) -> GalleryResult:
         """Enroll the visitor's archived faces (its best NAME_VISITOR_MAX) under `cmd.label`."""
-        if cmd.visitor is None or cmd.label is None:  # refused, not raised: the requester awaits an answer
-            return _refusal(cmd, "name_visitor needs 'visitor' (id) and 'label'")
-        label = check_label(cmd.label)
         faces = self.archive.visitor_faces(cmd.visitor, NAME_VISITOR_MAX)
         if not faces:
-            return _refusal(cmd, f"no archived faces of visitor {cmd.visitor}")
+            return refusal(cmd, f"no archived faces of visitor {cmd.visitor}")
         model = self.recognizer.embedder_id
         for embedding, emb_model, crop, quality in faces:
             if embedding is None or emb_model != model:  # archived by another model: re-embed the crop
                 embedding = self.recognizer.embed_crop(decode_rgb(crop))
-            gallery.add(label, embedding, model, crop, "jpeg", quality, f"visitor:{cmd.visitor}")
-        self.archive.name_visitor(cmd.visitor, label)
-        log.info("named visitor %d %r: %d faces enrolled", cmd.visitor, label, len(faces))
+            gallery.add(cmd.label, embedding, model, crop, "jpeg", quality, f"visitor:{cmd.visitor}")
+        self.archive.name_visitor(cmd.visitor, cmd.label)
+        log.info("named visitor %d %r: %d faces enrolled", cmd.visitor, cmd.label, len(faces))
         return GalleryResult(
             request_id=cmd.request_id, op=cmd.op, ok=True, labels=gallery.labels(), enrolled=len(faces)
         )
 
 
-def _timestamp(value: str) -> float:
-    try:
-        return parse_ts(value)
-    except ValueError:  # the contract does not validate `ts`: fall back to the arrival time
-        return time.time()
-
-
-# ---------------------------------------------------------------------- service hooks (archive may be off)
-
-ARCHIVE_OFF = (
-    "no event archive: recognizer.archive.enabled is false, or the archive failed to open (see its log)"
-)
+def refusal(cmd: GalleryCommand, reason: str) -> GalleryResult:
+    return GalleryResult(request_id=cmd.request_id, op=cmd.op, ok=False, reason=reason)
 
 
 def open_history(settings: ArchiveSettings, data_dir: Path, recognizer: Recognizer) -> History | None:
@@ -188,23 +165,3 @@ def open_history(settings: ArchiveSettings, data_dir: Path, recognizer: Recogniz
     except Exception:
         log.exception("event archive unusable in %s: running without it", settings.resolve_dir(data_dir))
         return None
-
-
-def answer_search(bus: Bus, msg: Message, history: History | None) -> None:
-    """The `search_cmd` handler: answered from the archive, or refused when there is none."""
-    if history is not None:
-        history.handle_search(bus, msg)
-        return
-    req = parse(SearchRequest, msg.payload)
-    refusal = SearchResult(request_id=req.request_id, ok=False, reason=ARCHIVE_OFF)
-    publish_answer(bus, msg, bus.topics.search_result, refusal)
-
-
-def name_visitor(cmd: GalleryCommand, gallery: Gallery, history: History | None) -> GalleryResult:
-    if history is None:
-        return _refusal(cmd, ARCHIVE_OFF)
-    return history.name_visitor(cmd, gallery)
-
-
-def _refusal(cmd: GalleryCommand, reason: str) -> GalleryResult:
-    return GalleryResult(request_id=cmd.request_id, op=cmd.op, ok=False, reason=reason)

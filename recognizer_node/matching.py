@@ -14,6 +14,8 @@ from typing import Literal
 
 import numpy as np
 
+from recognizer_node.embeddings import unit
+
 Method = Literal["max", "top2"]
 
 
@@ -103,7 +105,4 @@ def match_embeddings(
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    a = np.asarray(a, dtype=np.float64).ravel()
-    b = np.asarray(b, dtype=np.float64).ravel()
-    norm = float(np.linalg.norm(a) * np.linalg.norm(b))
-    return float(a @ b) / max(norm, 1e-12)
+    return float(unit(np.ravel(a)) @ unit(np.ravel(b)))

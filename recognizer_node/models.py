@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from homesec.files import write_atomic
 from recognizer_node.settings import DETECTOR_FILE, EMBEDDER_FILE
 
 log = logging.getLogger(__name__)
@@ -119,9 +120,7 @@ def _onnx() -> Any:
 
 def _save(onnx: Any, model: Any, dst: Path) -> None:
     onnx.checker.check_model(model)
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    onnx.save(model, str(tmp))
-    os.replace(tmp, dst)
+    write_atomic(dst, model.SerializeToString())  # what onnx.save writes for a model under 2 GB
 
 
 def make_dynamic_yunet(src: Path, dst: Path) -> None:
@@ -165,9 +164,7 @@ def _write_manifest(models_dir: Path, installed: Iterable[InstalledModel]) -> No
         if m.upstream_sha256:
             files[m.path.name]["upstream_sha256"] = m.upstream_sha256
     data = {"files": files}
-    tmp = models_dir / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, models_dir / MANIFEST)
+    write_atomic(models_dir / MANIFEST, (json.dumps(data, indent=2) + "\n").encode())
 
 
 def _already_installed(models_dir: Path) -> list[InstalledModel] | None:

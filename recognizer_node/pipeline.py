@@ -10,15 +10,15 @@ from pathlib import Path
 
 import numpy as np
 
-from homesec.contract import Face, Verdict, check_label
+from homesec.contract import ContractError, Face, Verdict, check_label
 from recognizer_node import models
 from recognizer_node.align import align_face, source_region
 from recognizer_node.annotate import draw_marks, mark_for
 from recognizer_node.detection import Box, DetectionPlan, detect
 from recognizer_node.gallery import Gallery
-from recognizer_node.imageio import encode_png, open_image
+from recognizer_node.imageio import decode_rgb, encode_png, open_image
 from recognizer_node.matching import match_embeddings
-from recognizer_node.quality import Gates, face_px, quality_score, sharpness
+from recognizer_node.quality import Gates, face_px, largest_face, quality_score, sharpness
 from recognizer_node.settings import RecognizerSettings
 from recognizer_node.sface import SFace
 from recognizer_node.yunet import YuNet
@@ -138,7 +138,7 @@ class Recognizer:
         t0 = time.perf_counter()
         image = open_image(data, self.settings.max_image_pixels)
         if motion_box is not None and box_space is not None:
-            motion_box = scale_box(motion_box, box_space, (image.width, image.height))
+            motion_box = rescale_box(motion_box, box_space, (image.width, image.height))
         dets, timings = detect(image, self.detector, self.plan, motion_box)
         t1 = time.perf_counter()
         faces = []
@@ -216,7 +216,7 @@ class Recognizer:
         reasons = [enroll_gates.reject_reason(f.px, f.score, f.sharpness) for f in faces]
         usable = [f for f, r in zip(faces, reasons, strict=True) if r is None]
         if largest:
-            face = max(faces, key=lambda f: f.px)
+            face = largest_face(faces)
             return (face, None) if face in usable else (None, reasons[faces.index(face)])
         if len(usable) == 1:
             return usable[0], None
@@ -224,7 +224,7 @@ class Recognizer:
             return None, f"{len(usable)} faces found; send a photo with one face or ask for the largest"
         if len(faces) == 1:
             return None, reasons[0]
-        best = max(faces, key=lambda f: f.px)
+        best = largest_face(faces)
         return None, f"{len(faces)} faces found, none usable: {reasons[faces.index(best)]}"
 
     def enroll(
@@ -254,13 +254,23 @@ class Recognizer:
 
     def reembed_gallery(self, gallery: Gallery) -> int:
         """Re-embed enrollments made with another model from their stored crops."""
-        from recognizer_node.imageio import decode_rgb
-
         return gallery.reembed(self.embedder_id, lambda crop, _fmt: self.embedder(decode_rgb(crop)))
 
 
-def scale_box(box: Box, space: tuple[int, int], size: tuple[int, int]) -> Box:
-    """A box given in a (width, height) `space`, in the pixels of an image of `size`."""
+class NoFaceError(ContractError):
+    """The query image has no face."""
+
+
+def query_face(recognizer: Recognizer, data: bytes) -> AnalyzedFace:
+    """The largest face of a search's query image, embedded even if it would not pass the quality gates."""
+    faces = recognizer.analyze(data, embed_all=True).faces
+    if not faces:
+        raise NoFaceError("no face found in the query image")
+    return largest_face(faces)
+
+
+def rescale_box(box: Box, space: tuple[int, int], size: tuple[int, int]) -> Box:
+    """A box given in the pixels of a (width, height) `space`, in the pixels of an image of `size`."""
     if space == size:
         return box
     sx, sy = size[0] / space[0], size[1] / space[1]

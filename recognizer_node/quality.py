@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -13,6 +15,19 @@ SHARPNESS_REF = 10.0  # crisp aligned faces measure 15-70; camera frames of 40-8
 def face_px(box: tuple[float, float, float, float] | np.ndarray) -> int:
     """A face's size: its box's shorter side (the width, for an upright face)."""
     return round(min(float(box[2]) - float(box[0]), float(box[3]) - float(box[1])))
+
+
+class HasBox(Protocol):
+    @property
+    def box(self) -> tuple[int, int, int, int]: ...
+
+
+F = TypeVar("F", bound=HasBox)
+
+
+def largest_face(faces: Sequence[F]) -> F:
+    """The face with the largest box (by area; the first of equals). `faces` must not be empty."""
+    return max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
 
 
 def sharpness(aligned: np.ndarray) -> float:

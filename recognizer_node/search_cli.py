@@ -14,16 +14,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from homesec.cliutil import EXIT_FAILED, EXIT_OK, EXIT_USAGE, cli_section, fail
 from homesec.contract import ContractError
-from recognizer_node.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _config, _fail, _settings
 from recognizer_node.models import ModelError
+from recognizer_node.settings import RecognizerSettings
 
 if TYPE_CHECKING:
     import numpy as np
 
     from recognizer_node.archive import ArchiveHit
+    from recognizer_node.directory_search import IndexedFace
     from recognizer_node.pipeline import Recognizer
-    from recognizer_node.search import IndexedFace
 
 
 def add_search_arguments(p: argparse.ArgumentParser) -> None:
@@ -44,39 +45,37 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_faces_search(args: argparse.Namespace) -> int:
-    from recognizer_node.pipeline import Recognizer
-    from recognizer_node.search import query_face
+    from recognizer_node.pipeline import Recognizer, query_face
 
     if args.archive == (args.target is not None):
-        return _fail("give either a TARGET directory or --archive (not both)", EXIT_USAGE)
+        return fail("give either a TARGET directory or --archive (not both)", EXIT_USAGE)
     if args.top is not None and args.top < 1:
-        return _fail("--top must be at least 1", EXIT_USAGE)
+        return fail("--top must be at least 1", EXIT_USAGE)
     if args.target is not None and not Path(args.target).is_dir():
-        return _fail(f"{args.target}: not a directory", EXIT_USAGE)
-    config = _config(args)
-    settings = _settings(args, config)
+        return fail(f"{args.target}: not a directory", EXIT_USAGE)
+    settings, data_dir = cli_section(args, RecognizerSettings, models_dir=args.models_dir)
     try:
-        rec = Recognizer(settings, config.data_dir)
+        rec = Recognizer(settings, data_dir)
     except ModelError as exc:
-        return _fail(str(exc), EXIT_FAILED)
+        return fail(str(exc), EXIT_FAILED)
     try:
         query = query_face(rec, Path(args.query).read_bytes()).embedding
     except OSError as exc:
-        return _fail(f"{args.query}: cannot read: {exc.strerror}", EXIT_USAGE)
+        return fail(f"{args.query}: cannot read: {exc.strerror}", EXIT_USAGE)
     except ContractError as exc:
-        return _fail(f"{args.query}: {exc}", EXIT_USAGE)
+        return fail(f"{args.query}: {exc}", EXIT_USAGE)
     assert query is not None  # query_face embeds every face
     threshold = settings.match_threshold if args.threshold is None else args.threshold
     if args.archive:
-        archive_dir = settings.archive.resolve_dir(config.data_dir)
+        archive_dir = settings.archive.resolve_dir(data_dir)
         return _search_archive(args, archive_dir, rec.embedder_id, query, threshold)
-    return _search_directory(args, config.data_dir, rec, query, threshold)
+    return _search_directory(args, data_dir, rec, query, threshold)
 
 
 def _search_directory(
     args: argparse.Namespace, data_dir: Path, rec: Recognizer, query: np.ndarray, threshold: float
 ) -> int:
-    from recognizer_node.search import DirectoryIndex, rank
+    from recognizer_node.directory_search import DirectoryIndex, rank
 
     with DirectoryIndex(data_dir / "search" / "index.sqlite3", rec.embedder_id) as index:
         report = index.refresh(Path(args.target), lambda data: rec.analyze(data, embed_all=True))
@@ -106,9 +105,7 @@ def _search_archive(
     from recognizer_node.archive import DB_NAME, Archive
 
     if not (archive_dir / DB_NAME).exists():
-        return _fail(
-            f"no archive at {archive_dir} (the recognizer has not archived anything yet)", EXIT_USAGE
-        )
+        return fail(f"no archive at {archive_dir} (the recognizer has not archived anything yet)", EXIT_USAGE)
     with Archive(archive_dir, model, visitor_threshold=None) as archive:
         hits = archive.search(query, threshold, None if args.min_face else args.top)
     hits = [h for h in hits if h.box[2] - h.box[0] >= args.min_face][: args.top]

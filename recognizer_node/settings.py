@@ -1,4 +1,4 @@
-"""The `[recognizer]` config section. Imports only pydantic and the stdlib, so the core loads it cheaply."""
+"""The `[recognizer]` config section. Imports only pydantic, the stdlib and the contract (cheap)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
+from homesec.contract import ID_PATTERN
 from homesec.settings import Section
+from recognizer_node.http.settings import HttpSettings
 
 DETECTOR_FILE = "face_detection_yunet_2023mar_dynamic.onnx"
 EMBEDDER_FILE = "face_recognition_sface_2021dec_opt.onnx"
@@ -44,7 +46,7 @@ class ArchiveSettings(Section):
 class RecognizerSettings(Section):
     instance: str = Field(
         "main",
-        pattern=r"^[a-z0-9][a-z0-9_\-]{0,31}$",
+        pattern=ID_PATTERN,
         description="Node instance id: the node is `recognizer/<instance>`.",
     )
     models_dir: Path | None = Field(
@@ -98,6 +100,9 @@ class RecognizerSettings(Section):
     )
     archive: ArchiveSettings = Field(
         default_factory=ArchiveSettings, description="Event history, face search and visitor ids."
+    )
+    http: HttpSettings = Field(
+        default_factory=HttpSettings, description="The HTTP API: train, match, gallery, events (docs/http.md)."
     )
     alert_on_no_face: bool = Field(
         True,

@@ -5,12 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from recognizer_node.align import ALIGNED_SIZE
+from recognizer_node.embeddings import unit
 from recognizer_node.inference import OnnxModel
-
-
-def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    norm = np.linalg.norm(x, axis=axis, keepdims=True)
-    return (x / np.maximum(norm, 1e-12)).astype(np.float32)
 
 
 class SFace(OnnxModel[np.ndarray, np.ndarray]):
@@ -22,4 +18,4 @@ class SFace(OnnxModel[np.ndarray, np.ndarray]):
         return item.transpose(2, 0, 1)[None].astype(np.float32)  # RGB 0..255: scaling is in the graph
 
     def postprocess(self, outputs: dict[str, np.ndarray], item: np.ndarray) -> np.ndarray:
-        return l2_normalize(next(iter(outputs.values())).reshape(-1))
+        return unit(next(iter(outputs.values())).reshape(-1))

@@ -16,6 +16,8 @@ import sqlite3
 
 import numpy as np
 
+from recognizer_node.embeddings import unit
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS visitors (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -27,13 +29,6 @@ CREATE TABLE IF NOT EXISTS visitors (
     last_seen REAL NOT NULL
 );
 """
-
-
-def unit(v: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (zero rows stay zero)."""
-    v = np.asarray(v, dtype=np.float32)
-    norm = np.linalg.norm(v, axis=-1, keepdims=True)
-    return v / np.maximum(norm, 1e-12)
 
 
 def assign(centroids: np.ndarray, embeddings: np.ndarray, threshold: float) -> list[int | None]:

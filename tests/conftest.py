@@ -41,3 +41,13 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = Path(env) if env else Path(__file__).parent.parent / ".homesec-data" / "models"
     install_models(target)  # verifies hashes; extracts only what is missing
     return target
+
+
+@pytest.fixture(autouse=True)
+def _close_local_buses() -> Iterator[None]:
+    """Each LocalBus runs two threads; end them with the test that made the bus."""
+    from tests.helpers import LocalBus
+
+    yield
+    while LocalBus._open:
+        LocalBus._open.pop().close()

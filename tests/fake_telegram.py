@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import re
 import threading
 import time
@@ -18,6 +19,8 @@ from typing import Any
 from PIL import Image
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
+
+from tests.helpers import wait_until
 
 TOKEN = "123456:TEST-secret_token"
 CHAT = 4242
@@ -42,9 +45,19 @@ def jpeg_bytes(width: int = 64, height: int = 48, color: tuple[int, int, int] = 
     return buf.getvalue()
 
 
+class _Server(HTTPServer):
+    """Stops within a few tens of milliseconds, not the half second of serve_forever's default poll."""
+
+    def thread_target(self) -> None:
+        assert self.server is not None
+        self.server.serve_forever(poll_interval=0.02)
+
+
 class FakeTelegram:
     def __init__(self, port: int = 0) -> None:
-        self.server = HTTPServer(host="127.0.0.1", port=port, threaded=True)
+        # One INFO line per request, written by the server's threads, some after the test is over.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self.server = _Server(host="127.0.0.1", port=port, threaded=True)
         self.server.expect_request(re.compile(r"^/bot[^/]*/\w+$"), method="POST").respond_with_handler(
             self._api
         )
@@ -116,11 +129,11 @@ class FakeTelegram:
         return [c for c in self.calls if c.method == method and c.status == 200]
 
     def wait(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out; calls: {[(c.method, c.status) for c in self.calls]}")
-            time.sleep(0.02)
+        """`wait_until`, saying which calls the fake got when it times out."""
+        try:
+            wait_until(predicate, timeout)
+        except AssertionError:
+            raise AssertionError(f"timed out; calls: {[(c.method, c.status) for c in self.calls]}") from None
 
     def texts(self, chat: int = CHAT) -> list[str]:
         return [
@@ -154,8 +167,9 @@ class FakeTelegram:
             return self._error(401, "Unauthorized")
         with self._cond:
             fault = self.faults[method].pop(0) if self.faults.get(method) else None
-        if fault == "hang":
-            time.sleep(self.hang_s)
+        if fault == "hang":  # until the client gave up, or the fake stops
+            with self._cond:
+                self._cond.wait_for(lambda: self._closing, self.hang_s)
             return self._error(504, "Gateway Timeout")
         if isinstance(fault, tuple):
             return self._error(429, f"Too Many Requests: retry after {fault[1]}", retry_after=fault[1])
@@ -267,6 +281,13 @@ def say(fake: FakeTelegram, text: str, chat: int = CHAT, **extra: Any) -> dict[s
     msg = fake.message(text, chat=chat, **extra)
     fake.push(message=msg)
     return msg
+
+
+def the_first_alert(fake: FakeTelegram) -> dict[str, Any]:
+    """The first alert photo the bot sent, as `reply_to_message` of a user's reply shows it (Telegram
+    leaves out the photo sizes there when the bot's own photo is replied to)."""
+    message_id = fake.ok_calls("sendPhoto")[0].result["message_id"]
+    return {"message_id": message_id, "chat": {"id": CHAT}, "photo": []}
 
 
 def wait_text(fake: FakeTelegram, needle: str, chat: int = CHAT) -> str:

@@ -8,8 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recognizer_node.archive import Archive, ArchivedFace, SnapshotRecord, file_stem, iso, parse_ts
-from recognizer_node.search import EmbeddingMatrix
+from homesec.contract import from_iso
+from homesec.contract import to_iso as iso
+from recognizer_node.archive import Archive, ArchivedFace, SnapshotRecord, file_stem
+from recognizer_node.embeddings import EmbeddingMatrix
+
+
+def parse_ts(text: str) -> float:
+    return from_iso(text).timestamp()
+
 
 DAY = 86400.0
 NOW = parse_ts("2026-11-22T12:00:00Z")

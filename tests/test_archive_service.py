@@ -8,13 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from homesec.bus import LocalBus
-from homesec.config import Config
 from homesec.contract import (
     Alert,
-    GalleryCommand,
     GalleryResult,
     GallerySummary,
+    NameVisitor,
     RecognitionResult,
     SearchRequest,
     SearchResult,
@@ -27,6 +25,8 @@ from recognizer_node.pipeline import Recognizer
 from recognizer_node.service import RecognizerService
 from recognizer_node.settings import ArchiveSettings, RecognizerSettings
 from tests.conftest import FACES
+from tests.face_frames import snapshot_image
+from tests.helpers import LocalBus
 
 REPLY = "homesec/reply/notifier/n1"
 
@@ -41,19 +41,26 @@ def make(
 ) -> tuple[RecognizerService, LocalBus]:
     settings = RecognizerSettings(models_dir=rec.models_dir, archive=archive or ArchiveSettings())
     bus = LocalBus("recognizer/main")
-    service = RecognizerService(Config(data_dir=tmp_path, recognizer=settings), bus, recognizer=rec)
+    service = RecognizerService(settings, tmp_path, bus, recognizer=rec)
     service.start()
     bus.start()
     return service, bus
 
 
-def snapshot(bus: LocalBus, name: str, event: str, seq: int = 0) -> None:
-    meta = SnapshotMeta(camera="door", event_id=event, seq=seq, burst=2, trigger="pir", width=1, height=1)
-    bus.inject(bus.topics.snapshot("door"), (FACES / name).read_bytes(), user_properties=meta_property(meta))
+def snapshot(bus: LocalBus, name: str, event: str, seq: int = 0, *, framed: bool = False) -> None:
+    """`name` as a snapshot; `framed`: its face small in a wide frame, which only the motion box finds."""
+    data, (width, height), box = snapshot_image(name, framed)
+    meta = SnapshotMeta(
+        camera="door", event_id=event, seq=seq, burst=2, trigger="pir", width=width, height=height,
+        motion_box=box,
+    )  # fmt: skip
+    bus.inject(bus.topics.snapshot("door"), data, user_properties=meta_property(meta))
 
 
 def search(bus: LocalBus, name: str, **kw: object) -> SearchRequest:
-    req = SearchRequest(image_b64=base64.b64encode((FACES / name).read_bytes()).decode(), **kw)
+    image_b64 = base64.b64encode((FACES / name).read_bytes()).decode()
+    req = SearchRequest(request_id="c-42", image_b64=image_b64, **kw)
+    # as the Requester sends it: the correlation data is the request id
     bus.inject(bus.topics.search_cmd, req, response_topic=REPLY, correlation_data=b"c-42")
     return req
 
@@ -94,6 +101,23 @@ def test_search_over_the_bus_answers_on_both_topics(tmp_path: Path, rec: Recogni
     assert parse(SearchResult, bus.payloads(bus.topics.search_result)[-1]).hits == []
 
 
+def test_a_face_only_the_motion_box_finds_is_archived_with_a_visitor_id_and_found(
+    tmp_path: Path, rec: Recognizer
+) -> None:
+    _, bus = make(tmp_path, rec)
+    snapshot(bus, "obama_train.jpg", "e1")
+    snapshot(bus, "obama_probe.jpg", "e2", framed=True)
+    snapshot(bus, "stranger.png", "e3", framed=True)
+    first, small, stranger = (parse(RecognitionResult, p) for p in bus.payloads(bus.topics.result("door")))
+    assert "detect_roi" not in first.timings_ms
+    assert small.timings_ms["detect_roi"] > 0 and stranger.timings_ms["detect_roi"] > 0
+    assert small.faces[0].visitor is not None and small.faces[0].visitor == first.faces[0].visitor
+    assert stranger.faces[0].visitor not in (None, first.faces[0].visitor)
+    search(bus, "obama_probe.jpg")
+    (result,) = [parse(SearchResult, p) for p in bus.payloads(bus.topics.search_result)]
+    assert result.ok and sorted(h.event_id for h in result.hits) == ["e1", "e2"]
+
+
 def test_a_search_without_a_face_or_without_an_archive_is_refused_with_a_reason(
     tmp_path: Path, rec: Recognizer
 ) -> None:
@@ -121,7 +145,7 @@ def test_naming_a_visitor_over_the_bus_enrolls_it(tmp_path: Path, rec: Recognize
     snapshot(bus, "obama_train.jpg", "e1")
     visitor = parse(RecognitionResult, bus.payloads(bus.topics.result("door"))[0]).faces[0].visitor
     assert visitor is not None
-    cmd = GalleryCommand(op="name_visitor", visitor=int(visitor), label="obama")
+    cmd = NameVisitor(visitor=int(visitor), label="obama")
     bus.inject(bus.topics.gallery_cmd, cmd)
     (answer,) = [parse(GalleryResult, p) for p in bus.payloads(bus.topics.gallery_result)]
     assert answer.ok and answer.enrolled == 1 and answer.labels == {"obama": 1}
@@ -129,7 +153,7 @@ def test_naming_a_visitor_over_the_bus_enrolls_it(tmp_path: Path, rec: Recognize
     snapshot(bus, "obama_probe.jpg", "e2")
     later = parse(RecognitionResult, bus.payloads(bus.topics.result("door"))[-1])
     assert later.verdict == "known" and later.faces[0].label == "obama" and later.faces[0].visitor is None
-    bus.inject(bus.topics.gallery_cmd, GalleryCommand(op="name_visitor", label="obama"))  # no visitor id
+    bus.inject(bus.topics.gallery_cmd, b'{"v": 1, "op": "name_visitor", "label": "obama"}')  # no visitor id
     refusal = parse(GalleryResult, bus.payloads(bus.topics.gallery_result)[-1])
     assert not refusal.ok and "needs 'visitor'" in (refusal.reason or "")  # answered, not left waiting
 

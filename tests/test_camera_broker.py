@@ -8,8 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,6 @@ from gpiozero.pins.mock import MockFactory
 from camera_node.service import CameraService
 from camera_node.settings import CameraSettings
 from homesec.bus import Message
-from homesec.config import Config
 from homesec.contract import (
     Availability,
     CameraEnabled,
@@ -30,7 +27,9 @@ from homesec.contract import (
     parse,
     parse_meta,
 )
+from tests.helpers import wait_until
 from tests.mqtt_helpers import Broker, Collector
+from tests.test_camera_service import camera_settings
 
 pytestmark = pytest.mark.integration
 
@@ -39,26 +38,15 @@ WALK_IN = REPO / "tests" / "data" / "replay" / "walk_in"
 T = Topics()
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
-
-
-def pir_config(tmp_path: Path, camera: str, **extra: Any) -> Config:
+def pir_settings(camera: str, **extra: Any) -> CameraSettings:
+    """The unit tests' settings, PIR-triggered, with a looping replay and a slower burst."""
     fields: dict[str, Any] = {
         "id": camera,
         "trigger": "pir",
         "replay": {"dir": str(WALK_IN), "fps": 20, "loop": True},
-        "motion": {"event_gap_s": 0.3},
         "burst": {"count": 3, "interval_s": 0.05},
-        "cooldown_s": 0,
-        "publish_timeout_s": 2,
     }
-    fields.update(extra)
-    return Config(data_dir=tmp_path / "data", camera=CameraSettings.model_validate(fields))
+    return camera_settings(**(fields | extra))
 
 
 def test_pir_snapshot_reaches_the_broker(broker: Broker, tmp_path: Path) -> None:
@@ -66,7 +54,7 @@ def test_pir_snapshot_reaches_the_broker(broker: Broker, tmp_path: Path) -> None
     factory = MockFactory()
     collector = Collector(broker, T.snapshot(camera), T.motion(camera), T.camera_enabled(camera))
     bus = broker.bus(Role.CAMERA, f"camera/{camera}")
-    svc = CameraService(pir_config(tmp_path, camera), bus, pin_factory=factory)
+    svc = CameraService(pir_settings(camera), tmp_path / "data", bus, pin_factory=factory)
     svc.start()  # as the runner does: the service first, then the bus
     bus.start()
     try:
@@ -111,10 +99,10 @@ def test_snapshots_spool_while_broker_is_down_and_arrive_in_order(
     reader.subscribe(T.snapshot(camera), got.append)
     reader.start()
     assert reader.wait_connected(10)
+    motions = Collector(fresh_broker, T.motion(camera))
     bus = fresh_broker.bus(Role.CAMERA, f"camera/{camera}")
-    svc = CameraService(
-        pir_config(tmp_path, camera, burst={"count": 4, "interval_s": 0.05}), bus, pin_factory=factory
-    )
+    settings = pir_settings(camera, burst={"count": 4, "interval_s": 0.05})
+    svc = CameraService(settings, tmp_path / "data", bus, pin_factory=factory)
     pin = factory.pin(17)
     svc.start()
     bus.start()
@@ -124,24 +112,28 @@ def test_snapshots_spool_while_broker_is_down_and_arrive_in_order(
         pin.drive_high()  # event 1, broker up: published at once
         wait_until(lambda: len(snapshot_keys(got)) == 4)
         pin.drive_low()
-        wait_until(lambda: [e.state for e in svc.events] == ["start", "end"])
+        end = motions.wait_for(lambda m: parse(MotionEvent, m.payload).state == "end")
+        first = parse(MotionEvent, end.payload).event_id
 
         fresh_broker.stop()
         wait_until(lambda: not bus.connected)
         pin.drive_high()  # event 2, broker down: spooled
         wait_until(lambda: svc.sender.spooled == 4)
         assert len(svc.sender.spool) == 4
+        head = svc.sender.spool.peek()
+        assert head is not None
+        second = parse_meta(SnapshotMeta, head.meta).event_id
         pin.drive_low()
 
         fresh_broker.start()
         wait_until(lambda: len(snapshot_keys(got)) == 8, timeout=40)
-        first, second = svc.events[0].event_id, svc.events[2].event_id
         assert snapshot_keys(got) == [(first, s) for s in range(4)] + [(second, s) for s in range(4)]
         wait_until(lambda: len(svc.sender.spool) == 0)
     finally:
         svc.stop()
         bus.stop()
         reader.stop()
+        motions.close()
 
 
 def test_camera_program_runs_and_stops_cleanly(broker: Broker, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Frame-differencing maths on small arrays: no wrapping, threshold, area, streaks, gaps, light, masks."""
+"""Frame-differencing maths on small arrays: no wrapping, threshold, area, streaks, light, masks."""
 
 from __future__ import annotations
 
@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from camera_node.events import EventMachine
 from camera_node.motion import (
-    EventState,
     MotionDetector,
     MotionParams,
-    abs_diff,
-    analyse,
+    analyze,
     bounding_box,
     build_active,
     changed_mask,
@@ -22,8 +21,8 @@ from camera_node.motion import (
     load_mask_png,
     min_area_px,
     rect_mask,
-    scale_box,
-    track_event,
+    signed_diff,
+    to_full_resolution,
 )
 from camera_node.settings import MotionSettings
 
@@ -47,8 +46,8 @@ def with_blob(base: np.ndarray, value: int, box: tuple[int, int, int, int]) -> n
 def test_difference_does_not_wrap_like_uint8() -> None:
     prev, cur = np.array([[5]], dtype=np.uint8), np.array([[3]], dtype=np.uint8)
     assert int(np.subtract(cur, prev)[0, 0]) == 254  # what naive uint8 arithmetic gives
-    assert int(abs_diff(prev, cur)[0, 0]) == 2
-    assert not changed_mask(prev, cur, threshold=25).any()
+    assert abs(int(signed_diff(prev, cur)[0, 0])) == 2
+    assert not changed_mask(signed_diff(prev, cur), threshold=25).any()
 
 
 def test_uint8_wrap_would_turn_static_noise_into_motion() -> None:
@@ -58,13 +57,13 @@ def test_uint8_wrap_would_turn_static_noise_into_motion() -> None:
     b = np.clip(base + rng.normal(0, 2, base.shape), 0, 255).astype(np.uint8)
     wrapped = np.subtract(b, a) > 25  # about half the pixels "changed"
     assert wrapped.mean() > 0.3
-    assert changed_mask(a, b, 25).mean() == 0.0
+    assert changed_mask(signed_diff(a, b), 25).mean() == 0.0
 
 
 def test_threshold_is_strictly_greater() -> None:
     prev = flat(100, (1, 3))
     cur = np.array([[125, 126, 74]], dtype=np.uint8)
-    assert changed_mask(prev, cur, 25).tolist() == [[False, True, True]]
+    assert changed_mask(signed_diff(prev, cur), 25).tolist() == [[False, True, True]]
 
 
 def test_min_area_fraction_or_pixels() -> None:
@@ -77,8 +76,8 @@ def test_min_area_fraction_or_pixels() -> None:
 def test_area_below_minimum_is_not_motion() -> None:
     prev = flat(100)
     params = MotionParams(min_area=20, compensate=False, despeckle=False)
-    small = analyse(prev, with_blob(prev, 200, (0, 0, 4, 4)), params)  # 16 px
-    big = analyse(prev, with_blob(prev, 200, (0, 0, 5, 4)), params)  # 20 px
+    small = analyze(prev, with_blob(prev, 200, (0, 0, 4, 4)), params)  # 16 px
+    big = analyze(prev, with_blob(prev, 200, (0, 0, 5, 4)), params)  # 20 px
     assert (small.changed_px, small.over_area) == (16, False)
     assert (big.changed_px, big.over_area) == (20, True)
 
@@ -93,10 +92,11 @@ def test_bounding_box_and_noise_trimming() -> None:
     assert bounding_box(np.zeros((4, 4), dtype=bool)) is None
 
 
-def test_scale_box_to_full_resolution_padded_and_clipped() -> None:
-    assert scale_box((80, 60, 160, 120), (320, 240), (1920, 1080), pad=0) == (480, 270, 960, 540)
-    assert scale_box((80, 60, 160, 120), (320, 240), (1920, 1080), pad=0.1) == (432, 243, 1008, 567)
-    assert scale_box((0, 0, 320, 240), (320, 240), (1920, 1080), pad=0.5) == (0, 0, 1920, 1080)
+def test_lores_box_to_full_resolution_padded_and_clipped() -> None:
+    box = (80, 60, 160, 120)
+    assert to_full_resolution(box, (320, 240), (1920, 1080), pad=0) == (480, 270, 960, 540)
+    assert to_full_resolution(box, (320, 240), (1920, 1080), pad=0.1) == (432, 243, 1008, 567)
+    assert to_full_resolution((0, 0, 320, 240), (320, 240), (1920, 1080), pad=0.5) == (0, 0, 1920, 1080)
 
 
 def test_despeckle_keeps_blobs_and_drops_single_pixels() -> None:
@@ -111,8 +111,8 @@ def test_despeckle_keeps_blobs_and_drops_single_pixels() -> None:
 def test_brightness_compensation_ignores_a_global_shift_but_not_a_blob() -> None:
     prev = flat(100)
     cur = with_blob(flat(130), 220, (2, 2, 8, 8))  # everything +30, and a blob
-    plain = analyse(prev, cur, MotionParams(compensate=False, despeckle=False, light_switch=1.0))
-    compensated = analyse(prev, cur, MotionParams(compensate=True, despeckle=False, light_switch=1.0))
+    plain = analyze(prev, cur, MotionParams(compensate=False, despeckle=False, light_switch=1.0))
+    compensated = analyze(prev, cur, MotionParams(compensate=True, despeckle=False, light_switch=1.0))
     assert plain.changed_px == cur.size
     assert compensated.changed_px == 36
     assert compensated.box == (2, 2, 8, 8)
@@ -123,17 +123,17 @@ def test_brightness_compensation_ignores_a_global_shift_but_not_a_blob() -> None
 
 def test_light_switch_is_not_motion() -> None:
     prev = flat(80)
-    a = analyse(prev, flat(150), RAW)
+    a = analyze(prev, flat(150), RAW)
     assert a.light_switch and not a.over_area and a.box is None
     # the same change on less than `light_switch` of the frame is motion
-    b = analyse(prev, with_blob(prev, 150, (0, 0, 16, 24)), RAW)  # half the width: 50%, not more
+    b = analyze(prev, with_blob(prev, 150, (0, 0, 16, 24)), RAW)  # half the width: 50%, not more
     assert not b.light_switch and b.over_area
 
 
 def test_light_switch_judged_on_raw_change_even_when_compensating() -> None:
     prev = flat(80)
     cur = with_blob(flat(150), 90, (0, 0, 32, 9))  # 62% of the frame brightened a lot, the rest a little
-    a = analyse(prev, cur, MotionParams(compensate=True, despeckle=False))
+    a = analyze(prev, cur, MotionParams(compensate=True, despeckle=False))
     assert a.light_switch and not a.over_area
 
 
@@ -142,7 +142,7 @@ def test_detector_ignores_frames_after_a_light_switch() -> None:
     det = MotionDetector(params)
     dark, lit = flat(60), flat(160)
     blob = with_blob(lit, 250, (0, 0, 8, 8))
-    motions = [det.update(f, t).motion for t, f in enumerate([dark, lit, blob, lit, blob, lit])]
+    motions = [det.update(f).motion for f in [dark, lit, blob, lit, blob, lit]]
     # frame 1 is the switch, frames 2-3 are settling (ignored), frame 4 is motion again
     assert motions == [False, False, False, False, True, True]
     assert det.light_switches == 1
@@ -158,11 +158,11 @@ def test_ignored_region_does_not_count() -> None:
     prev = flat(100)
     cur = with_blob(prev, 200, (0, 0, 8, 8))  # motion inside the ignored corner only
     active = ~rect_mask((32, 24), [(0.0, 0.0, 0.5, 0.5)])
-    assert analyse(prev, cur, RAW).over_area
-    masked = analyse(prev, cur, RAW, active)
+    assert analyze(prev, cur, RAW).over_area
+    masked = analyze(prev, cur, RAW, active)
     assert masked.changed_px == 0 and not masked.over_area
     # and the area fraction is of the unmasked pixels: 64 px of 576 active
-    other = analyse(prev, with_blob(prev, 200, (24, 16, 32, 24)), RAW, active)
+    other = analyze(prev, with_blob(prev, 200, (24, 16, 32, 24)), RAW, active)
     assert math.isclose(other.fraction, 64 / (32 * 24 - 16 * 12))
 
 
@@ -190,7 +190,7 @@ def test_mask_errors_are_readable(tmp_path: Path) -> None:
     assert build_active(MotionSettings(), (32, 24)) is None
 
 
-# ------------------------------------------------------------------------------- streaks, events
+# ---------------------------------------------------------------------------------------- streaks
 
 
 def test_min_consecutive_frames() -> None:
@@ -198,10 +198,12 @@ def test_min_consecutive_frames() -> None:
     still = flat(100)
     moved = [with_blob(still, 200, (x, 4, x + 6, 14)) for x in range(0, 24, 4)]
     seq = [still, moved[0], still, moved[1], moved[2], moved[3], moved[4]]
-    result = [det.update(f, t) for t, f in enumerate(seq)]
-    # frames 1-3 each differ from the one before: the third in a row is motion
+    result = [det.update(f) for f in seq]
+    events = EventMachine("motion", gap_s=5.0)
+    edges = [events.step(float(t), motion=r.motion, pir=False) for t, r in enumerate(result)]
+    # frames 1-3 each differ from the one before: the third in a row is motion, and starts the event
     assert [r.motion for r in result] == [False, False, False, True, True, True, True]
-    assert [r.event for r in result] == [None, None, None, "start", None, None, None]
+    assert edges == [None, None, None, "start", None, None, None]
     assert result[3].box is not None and result[2].box is None
 
 
@@ -209,28 +211,11 @@ def test_streak_resets_on_a_quiet_frame() -> None:
     det = MotionDetector(MotionParams(min_frames=2, compensate=False, despeckle=False))
     a, b = flat(100), with_blob(flat(100), 200, (0, 0, 10, 10))
     # a->b change, b->b quiet, b->a change, a->a quiet: never two changes in a row
-    assert not any(det.update(f, t).motion for t, f in enumerate([a, b, b, a, a, b, b]))
-
-
-def test_event_gap_and_cooldown() -> None:
-    s = EventState()
-    s, edge = track_event(s, True, 0.0, gap_s=2.0)
-    assert edge == "start" and s.in_event
-    s, edge = track_event(s, False, 1.0, gap_s=2.0)
-    assert edge is None and s.in_event
-    s, edge = track_event(s, True, 1.5, gap_s=2.0)  # activity inside the gap extends the event
-    s, edge = track_event(s, False, 3.4, gap_s=2.0)
-    assert edge is None
-    s, edge = track_event(s, False, 3.5, gap_s=2.0)
-    assert edge == "end" and not s.in_event and s.ended_at == 3.5
-    s2, edge = track_event(s, True, 5.0, gap_s=2.0, cooldown_s=5.0)
-    assert edge is None and not s2.in_event  # still cooling down
-    s3, edge = track_event(s, True, 8.5, gap_s=2.0, cooldown_s=5.0)
-    assert edge == "start" and s3.in_event
+    assert not any(det.update(f).motion for f in [a, b, b, a, a, b, b])
 
 
 def test_frame_size_change_restarts_comparison() -> None:
     det = MotionDetector(RAW)
-    det.update(flat(100), 0)
-    r = det.update(flat(100, (12, 16)), 1)
+    det.update(flat(100))
+    r = det.update(flat(100, (12, 16)))
     assert r.analysis is None and not r.motion

@@ -1,34 +1,49 @@
-"""Replayed scenes through the real ReplaySource and MotionDetector: one walk-in is one event; sensor
-noise and a light switching on are none."""
+"""Replayed scenes through the real ReplaySource, MotionDetector and event machine: one walk-in is one
+event; sensor noise and a light switching on are none."""
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from camera_node import synthetic
-from camera_node.motion import DetectorResult, MotionDetector, MotionParams
+from camera_node.events import EventEdge, EventMachine
+from camera_node.motion import Box, FrameAnalysis, MotionDetector, MotionParams
 from camera_node.settings import CameraSettings, MotionSettings
 from camera_node.sources import Frame, ReplaySource, make_source, to_jpeg
+from tests.helpers import FakeClock
 
 WALK_IN = Path(__file__).parent / "data" / "replay" / "walk_in"
-PARAMS = MotionParams.from_settings(MotionSettings(event_gap_s=1.0))
+PARAMS = MotionParams.from_settings(MotionSettings())
+EVENT_GAP_S = 1.0
+SCENE_FORMAT = "bmp"  # quick to write and read; the detector sees the same pixels as from a PNG
 
 
-def replay(directory: Path, params: MotionParams = PARAMS) -> list[DetectorResult]:
+@dataclass(frozen=True)
+class Replayed:
+    """One frame: the detector's verdict, and the event edge it made."""
+
+    analysis: FrameAnalysis | None
+    box: Box | None
+    event: EventEdge | None
+
+
+def replay(directory: Path, params: MotionParams = PARAMS) -> list[Replayed]:
     source = ReplaySource(directory, fps=10, loop=False, realtime=False)
     source.start()
     detector = MotionDetector(params)
+    events = EventMachine("motion", EVENT_GAP_S)
     results = []
     while (frame := source.read()) is not None:
-        results.append(detector.update(frame.lores_y, frame.ts))
+        r = detector.update(frame.lores_y)
+        results.append(Replayed(r.analysis, r.box, events.step(frame.ts, motion=r.motion, pir=False)))
     return results
 
 
-def edges(results: list[DetectorResult]) -> list[str]:
+def edges(results: list[Replayed]) -> list[str]:
     return [r.event for r in results if r.event]
 
 
@@ -43,12 +58,12 @@ def test_someone_walking_in_is_exactly_one_event() -> None:
 
 
 def test_generated_walk_in_with_drawn_figure(tmp_path: Path) -> None:
-    synthetic.write_scene(synthetic.walk_in((320, 240)), tmp_path)
+    synthetic.write_scene(synthetic.walk_in((320, 240)), tmp_path, fmt=SCENE_FORMAT)
     assert edges(replay(tmp_path)) == ["start", "end"]
 
 
 def test_static_sensor_noise_is_no_event(tmp_path: Path) -> None:
-    synthetic.write_scene(synthetic.static_noise((320, 240), sigma=12), tmp_path)
+    synthetic.write_scene(synthetic.static_noise((320, 240), sigma=12), tmp_path, fmt=SCENE_FORMAT)
     unfiltered = replay(tmp_path, MotionParams(despeckle=False))
     assert all(r.analysis.changed_px > 0 for r in unfiltered[1:] if r.analysis)  # the noise is real
     assert edges(replay(tmp_path)) == []
@@ -56,13 +71,13 @@ def test_static_sensor_noise_is_no_event(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("ramp", [1, 3])
 def test_light_switching_on_is_no_event(tmp_path: Path, ramp: int) -> None:
-    synthetic.write_scene(synthetic.light_switch((320, 240), jump=70, ramp=ramp), tmp_path)
+    synthetic.write_scene(synthetic.light_switch((320, 240), jump=70, ramp=ramp), tmp_path, fmt=SCENE_FORMAT)
     assert edges(replay(tmp_path)) == []
 
 
 def test_light_switch_flagged_when_not_compensating(tmp_path: Path) -> None:
-    synthetic.write_scene(synthetic.light_switch((320, 240), jump=70), tmp_path)
-    results = replay(tmp_path, MotionParams(compensate=False, event_gap_s=1.0))
+    synthetic.write_scene(synthetic.light_switch((320, 240), jump=70), tmp_path, fmt=SCENE_FORMAT)
+    results = replay(tmp_path, MotionParams(compensate=False))
     assert edges(results) == []
     assert [i for i, r in enumerate(results) if r.analysis and r.analysis.light_switch] == [10]
 
@@ -142,15 +157,16 @@ def test_picamera2_source_fails_clearly_without_picamera2() -> None:
 def test_want_main_is_asked_once_the_frame_is_due() -> None:
     """A trigger that arrives while read() waits for the frame still gets that frame's full image."""
     asked: list[float] = []
+    clock = FakeClock()
 
     def want() -> bool:
-        asked.append(time.monotonic())
+        asked.append(clock())
         return True
 
-    src = ReplaySource(WALK_IN, fps=5, loop=False, lores_size=(80, 60))
+    src = ReplaySource(WALK_IN, fps=5, loop=False, lores_size=(80, 60), clock=clock, sleep=clock.sleep)
     src.start()
     first = src.read(want_main=want)
-    start = time.monotonic()
+    start = clock()
     second = src.read(want_main=want)
     assert first is not None and first.main is not None
     assert second is not None and second.main is not None

@@ -1,13 +1,12 @@
-"""CameraService on the in-memory bus: events and bursts, commands, enabled state, PIR (gpiozero's
-MockFactory), and the snapshot spool."""
+"""CameraService on the in-memory bus and a fake clock: events and bursts, commands, enabled state, PIR
+(gpiozero's MockFactory), and the snapshot spool."""
 
 from __future__ import annotations
 
 import io
 import logging
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,7 @@ from camera_node import synthetic
 from camera_node.sender import Snapshot, SnapshotSender
 from camera_node.service import CameraService
 from camera_node.settings import CameraSettings
-from camera_node.sources import Frame, WantMain, luma, wanted
-from homesec.bus import LocalBus
-from homesec.config import Config
+from camera_node.sources import Frame, ReplaySource, WantMain, luma, wanted
 from homesec.contract import (
     CameraEnabled,
     CaptureCommand,
@@ -34,21 +31,15 @@ from homesec.contract import (
     parse_meta,
 )
 from homesec.spool import DiskSpool
+from tests.helpers import FakeClock, LocalBus, wait_until
 
 WALK_IN = Path(__file__).parent / "data" / "replay" / "walk_in"
 T = Topics()
 CAM = "door"
+STEP_TIMEOUT_S = 10.0
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
-
-
-def make_config(tmp_path: Path, **camera: Any) -> Config:
+def camera_settings(**camera: Any) -> CameraSettings:
     fields: dict[str, Any] = {
         "replay": {"dir": str(WALK_IN), "fps": 40, "loop": False},
         "motion": {"event_gap_s": 0.3},
@@ -57,7 +48,7 @@ def make_config(tmp_path: Path, **camera: Any) -> Config:
         "publish_timeout_s": 2,
     }
     fields.update(camera)
-    return Config(data_dir=tmp_path / "data", camera=CameraSettings.model_validate(fields))
+    return CameraSettings.model_validate(fields)
 
 
 def snapshots(bus: LocalBus) -> list[tuple[SnapshotMeta, bytes]]:
@@ -73,26 +64,63 @@ def enabled_states(bus: LocalBus) -> list[bool]:
     return [parse(CameraEnabled, p).enabled for p in bus.payloads(T.camera_enabled(CAM))]
 
 
-class ScriptedSource:
-    """A live-ish source whose scene the test switches (a list of RGB frames, looped)."""
+def replayed_walk_in(clock: FakeClock) -> ReplaySource:
+    """The walk-in scene at 40 fps, paced on the fake clock: the whole replay in no wall time."""
+    return ReplaySource(WALK_IN, fps=40, loop=False, clock=clock, sleep=clock.sleep)
+
+
+class SteppedSource:
+    """A live source driven by the test: the frame loop gets a frame only on `step()`, 1/fps later on
+    the fake clock; the scene (a list of RGB frames, looped) can be switched between steps."""
 
     lores_size = (320, 240)
 
-    def __init__(self, scene: list[np.ndarray], fps: float = 50) -> None:
-        self.scene, self.fps, self.i = scene, fps, 0
+    def __init__(self, scene: list[np.ndarray], clock: FakeClock, fps: float = 20) -> None:
+        self.scene, self.clock, self.fps, self.i = scene, clock, fps, 0
         self._lores: dict[int, np.ndarray] = {}
+        self._cond = threading.Condition()
+        self._granted = 0  # frames the test has let through
+        self._reads = 0  # read() calls the frame loop made
+        self._closed = False
 
     def start(self) -> None: ...
 
     def stop(self) -> None: ...
 
-    def read(self, want_main: WantMain = False) -> Frame:
-        time.sleep(1 / self.fps)
+    def close(self) -> None:
+        """End the stream: the frame loop's next (or current) read returns None."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def wait_reading(self) -> None:
+        """Until the frame loop waits for its next frame (everything before it is done)."""
+        with self._cond:
+            ok = self._cond.wait_for(lambda: self._reads > self._granted or self._closed, STEP_TIMEOUT_S)
+        assert ok, "the frame loop did not come back for a frame"
+
+    def step(self, frames: int = 1) -> None:
+        """Hand the loop `frames` frames, one at a time; returns once it has dealt with the last."""
+        for _ in range(frames):
+            self.wait_reading()
+            with self._cond:
+                self._granted += 1
+                self._cond.notify_all()
+            self.wait_reading()
+
+    def read(self, want_main: WantMain = False) -> Frame | None:
+        with self._cond:
+            self._reads += 1
+            self._cond.notify_all()
+            self._cond.wait_for(lambda: self._granted >= self._reads or self._closed)
+            if self._closed:
+                return None
+        self.clock.advance(1 / self.fps)
         rgb = self.scene[self.i % len(self.scene)]
         self.i += 1
         y = self._lores.setdefault(id(rgb), luma(Image.fromarray(rgb), self.lores_size))
         main = rgb if wanted(want_main) else None
-        return Frame(y, main, (rgb.shape[1], rgb.shape[0]), time.monotonic(), self.i)
+        return Frame(y, main, (rgb.shape[1], rgb.shape[0]), self.clock(), self.i)
 
 
 @pytest.fixture
@@ -101,14 +129,29 @@ def running() -> Iterator[list[CameraService]]:
     services: list[CameraService] = []
     yield services
     for s in services:
-        s.stop()
+        stop(s)
 
 
-def start(services: list[CameraService], config: Config, bus: LocalBus, **kw: Any) -> CameraService:
-    svc = CameraService(config, bus, **kw)
+def start(
+    services: list[CameraService], settings: CameraSettings, tmp_path: Path, bus: LocalBus, **kw: Any
+) -> CameraService:
+    svc = CameraService(settings, tmp_path / "data", bus, **kw)
     svc.start()
     services.append(svc)
+    if isinstance(svc.source, SteppedSource):
+        svc.source.wait_reading()  # the loop's first round (state published, commands read) is done
     return svc
+
+
+def stop(svc: CameraService) -> None:
+    if isinstance(svc.source, SteppedSource):
+        svc.source.close()
+    svc.stop()
+
+
+def stepped(scene: list[np.ndarray] | None = None) -> tuple[SteppedSource, FakeClock]:
+    clock = FakeClock()
+    return SteppedSource(scene or synthetic.static_noise(n=3), clock), clock
 
 
 # ------------------------------------------------------------------------------------- motion
@@ -116,7 +159,8 @@ def start(services: list[CameraService], config: Config, bus: LocalBus, **kw: An
 
 def test_walk_in_gives_one_event_and_a_burst(tmp_path: Path, running: list[CameraService]) -> None:
     bus = LocalBus(f"camera/{CAM}")
-    svc = start(running, make_config(tmp_path), bus)
+    clock = FakeClock()
+    svc = start(running, camera_settings(), tmp_path, bus, source=replayed_walk_in(clock), clock=clock)
     wait_until(lambda: len(motions(bus)) == 2 and svc.sender.idle and len(snapshots(bus)) == 3)
     start_ev, end_ev = motions(bus)
     assert (start_ev.state, end_ev.state, start_ev.trigger) == ("start", "end", "motion")
@@ -134,12 +178,27 @@ def test_walk_in_gives_one_event_and_a_burst(tmp_path: Path, running: list[Camer
     assert bus.retained[T.camera_enabled(CAM)].retain
 
 
+def test_the_replay_source_from_the_config_drives_the_service(
+    tmp_path: Path, running: list[CameraService]
+) -> None:
+    bus = LocalBus(f"camera/{CAM}")
+    svc = start(
+        running, camera_settings(replay={"dir": str(WALK_IN), "fps": 100, "loop": False}), tmp_path, bus
+    )
+    assert isinstance(svc.source, ReplaySource) and svc.source.files[0].parent == WALK_IN
+    assert svc._thread is not None
+    svc._thread.join(10)  # the non-looping replay has ended
+    wait_until(lambda: svc.sender.idle)
+    assert [e.state for e in motions(bus)] == ["start", "end"] and len(snapshots(bus)) == 3
+
+
 def test_manual_capture_uses_request_id_as_event(tmp_path: Path, running: list[CameraService]) -> None:
     bus = LocalBus(f"camera/{CAM}")
-    config = make_config(tmp_path, trigger="manual", replay={"dir": str(WALK_IN), "fps": 40, "loop": True})
-    svc = start(running, config, bus)
+    source, clock = stepped()
+    svc = start(running, camera_settings(trigger="manual"), tmp_path, bus, source=source, clock=clock)
     assert svc.detector is None
     bus.inject(T.camera_cmd_capture(CAM), CaptureCommand(request_id="req-42", burst=2))
+    source.step(3)  # the command is read after the first frame; a shot on each of the next two
     wait_until(lambda: len(snapshots(bus)) == 2 and len(motions(bus)) == 2)
     metas = [m for m, _ in snapshots(bus)]
     assert [(m.event_id, m.seq, m.burst, m.trigger, m.motion_box) for m in metas] == [
@@ -152,18 +211,20 @@ def test_manual_capture_uses_request_id_as_event(tmp_path: Path, running: list[C
     ]
     # an unsafe request id is not reused as an event id (it may end up in file names)
     bus.inject(T.camera_cmd_capture(CAM), CaptureCommand(request_id="../../etc", burst=1))
+    source.step(2)
     wait_until(lambda: len(snapshots(bus)) == 3)
     assert snapshots(bus)[2][0].event_id != "../../etc"
 
 
 def test_bad_command_is_reported_and_the_camera_goes_on(tmp_path: Path, running: list[CameraService]) -> None:
     bus = LocalBus(f"camera/{CAM}")
-    config = make_config(tmp_path, trigger="manual", replay={"dir": str(WALK_IN), "fps": 40, "loop": True})
-    start(running, config, bus)
+    source, clock = stepped()
+    start(running, camera_settings(trigger="manual"), tmp_path, bus, source=source, clock=clock)
     bus.inject(T.camera_cmd_enable(CAM), b'{"enabled": "maybe"}')
     bus.inject(T.camera_cmd_capture(CAM), b"not json")
     assert [e.error for e in bus.errors] == ["bad_payload", "bad_payload"]
     bus.inject(T.camera_cmd_capture(CAM), CaptureCommand(burst=1))
+    source.step(2)
     wait_until(lambda: len(snapshots(bus)) == 1)
 
 
@@ -171,34 +232,56 @@ def test_bad_command_is_reported_and_the_camera_goes_on(tmp_path: Path, running:
 
 
 def test_disable_persists_across_restart(tmp_path: Path, running: list[CameraService]) -> None:
-    config = make_config(tmp_path, trigger="manual", replay={"dir": str(WALK_IN), "fps": 40, "loop": True})
+    settings = camera_settings(trigger="manual")
     bus = LocalBus(f"camera/{CAM}")
-    svc = start(running, config, bus)
+    source, clock = stepped()
+    svc = start(running, settings, tmp_path, bus, source=source, clock=clock)
     wait_until(lambda: enabled_states(bus) == [True])
     bus.inject(T.camera_cmd_enable(CAM), EnableCommand(enabled=False))
     assert enabled_states(bus) == [True, False] and bus.retained[T.camera_enabled(CAM)].retain
     bus.inject(T.camera_cmd_capture(CAM), CaptureCommand(burst=1))
     assert [e.error for e in bus.errors] == ["camera_disabled"]
-    svc.stop()
+    stop(svc)
     running.remove(svc)
 
     bus2 = LocalBus(f"camera/{CAM}")
-    svc2 = start(running, config, bus2)
+    source2, clock2 = stepped()
+    svc2 = start(running, settings, tmp_path, bus2, source=source2, clock=clock2)
     assert not svc2.enabled
     wait_until(lambda: enabled_states(bus2) == [False])  # re-published, retained, on start
     bus2.inject(T.camera_cmd_enable(CAM), EnableCommand(enabled=True))
     bus2.inject(T.camera_cmd_capture(CAM), CaptureCommand(burst=1))
+    source2.step(2)
     wait_until(lambda: len(snapshots(bus2)) == 1)
     assert snapshots(bus) == []
 
 
 def test_disabled_camera_ignores_motion(tmp_path: Path, running: list[CameraService]) -> None:
-    config = make_config(tmp_path, enabled=False)
     bus = LocalBus(f"camera/{CAM}")
-    svc = start(running, config, bus)
+    clock = FakeClock()
+    svc = start(
+        running, camera_settings(enabled=False), tmp_path, bus, source=replayed_walk_in(clock), clock=clock
+    )
     assert svc._thread is not None
     svc._thread.join(10)  # the non-looping replay has ended
     assert motions(bus) == [] and snapshots(bus) == []
+
+
+def test_disabling_ends_the_open_event_and_drops_the_burst(
+    tmp_path: Path, running: list[CameraService]
+) -> None:
+    bus = LocalBus(f"camera/{CAM}")
+    source, clock = stepped(synthetic.walk_in(empty=0, walking=10, standing=0))
+    settings = camera_settings(burst={"count": 5, "interval_s": 0.02})
+    svc = start(running, settings, tmp_path, bus, source=source, clock=clock)
+    source.step(4)  # two changes in a row start the event; the next frame is its first shot
+    assert [e.state for e in motions(bus)] == ["start"]
+    bus.inject(T.camera_cmd_enable(CAM), EnableCommand(enabled=False))
+    source.step(5)  # frames enough for the rest of the burst, had it not been dropped
+    wait_until(lambda: svc.sender.idle)
+    assert [e.state for e in motions(bus)] == ["start", "end"]
+    assert len({e.event_id for e in motions(bus)}) == 1
+    assert 1 <= len(snapshots(bus)) <= 2  # the first shot, and at most the one in flight at the command
 
 
 # ---------------------------------------------------------------------------------------- PIR
@@ -207,16 +290,21 @@ def test_disabled_camera_ignores_motion(tmp_path: Path, running: list[CameraServ
 def test_pir_trigger_with_mock_pin(tmp_path: Path, running: list[CameraService]) -> None:
     factory = MockFactory()
     bus = LocalBus(f"camera/{CAM}")
-    config = make_config(tmp_path, trigger="pir", pir={"pin": 17})
-    svc = start(running, config, bus, source=ScriptedSource(synthetic.static_noise(n=3)), pin_factory=factory)
+    source, clock = stepped()
+    settings = camera_settings(trigger="pir", pir={"pin": 17})
+    svc = start(running, settings, tmp_path, bus, source=source, pin_factory=factory, clock=clock)
     assert svc.pir.wait_for_no_motion(timeout=1)  # let the sensor's queue settle first
-    time.sleep(0.3)
+    source.step(6)
     assert motions(bus) == []
     factory.pin(17).drive_high()
+    assert svc.pir.wait_for_motion(timeout=5)
+    source.step(4)  # the event starts on the first frame, its burst is taken on the next ones
     wait_until(lambda: len(snapshots(bus)) == 3)
     assert {m.trigger for m, _ in snapshots(bus)} == {"pir"}
     assert [e.state for e in motions(bus)] == ["start"]
     factory.pin(17).drive_low()
+    assert svc.pir.wait_for_no_motion(timeout=5)
+    source.step(8)  # 0.4 s of frames without the PIR: past the 0.3 s gap
     wait_until(lambda: [e.state for e in motions(bus)] == ["start", "end"])
 
 
@@ -225,17 +313,22 @@ def test_pir_arms_and_frame_motion_confirms(tmp_path: Path, running: list[Camera
     bus = LocalBus(f"camera/{CAM}")
     still = synthetic.static_noise(n=3)
     walking = synthetic.walk_in(empty=0, walking=10, standing=0)
-    source = ScriptedSource(walking)
-    config = make_config(tmp_path, trigger="pir+motion", pir={"pin": 27, "confirm_window_s": 1.0})
-    svc = start(running, config, bus, source=source, pin_factory=factory)
+    source, clock = stepped(walking)
+    settings = camera_settings(trigger="pir+motion", pir={"pin": 27, "confirm_window_s": 1.0})
+    svc = start(running, settings, tmp_path, bus, source=source, pin_factory=factory, clock=clock)
     assert svc.pir.wait_for_no_motion(timeout=1)
-    time.sleep(0.5)
+    source.step(12)
     assert motions(bus) == []  # frame motion alone does not start an event
     source.scene = still
+    source.step(2)  # the cut to another scene (a light switch, to the detector) comes before the PIR
     factory.pin(27).drive_high()
-    time.sleep(0.5)
+    assert svc.pir.wait_for_motion(timeout=5)
+    source.step(6)
     assert motions(bus) == []  # nor does the PIR alone
     source.scene = walking
+    # The cut back is a light switch again (5 frames ignored); then two changes in a row confirm the
+    # PIR, which is still high, and the burst follows.
+    source.step(12)
     wait_until(lambda: len(snapshots(bus)) == 3)
     assert [(e.state, e.trigger) for e in motions(bus)] == [("start", "pir+motion")]
     assert all(m.motion_box is not None for m, _ in snapshots(bus))
@@ -243,7 +336,7 @@ def test_pir_arms_and_frame_motion_confirms(tmp_path: Path, running: list[Camera
 
 def test_pir_without_gpio_fails_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GPIOZERO_PIN_FACTORY", "nonexistent")
-    svc = CameraService(make_config(tmp_path, trigger="pir"), LocalBus(f"camera/{CAM}"))
+    svc = CameraService(camera_settings(trigger="pir"), tmp_path / "data", LocalBus(f"camera/{CAM}"))
     with pytest.raises(RuntimeError, match="needs a PIR on GPIO 17"):
         svc.start()
     svc.stop()
@@ -305,7 +398,10 @@ def test_snapshots_in_memory_at_stop_go_to_disk(tmp_path: Path) -> None:
     gate = threading.Event()
     slow_publish = bus.publish_confirmed
 
+    publishing = threading.Event()
+
     def blocked(*args: Any, **kw: Any) -> bool:
+        publishing.set()
         gate.wait(5)
         return False
 
@@ -315,7 +411,7 @@ def test_snapshots_in_memory_at_stop_go_to_disk(tmp_path: Path) -> None:
     sender.start()
     for seq in range(3):
         sender.submit(Snapshot(b"jpeg%d" % seq, meta(seq)))
-    time.sleep(0.1)  # the first one is stuck in publish
+    assert publishing.wait(5)  # the first one is stuck in publish
     stopper = threading.Thread(target=sender.stop)
     stopper.start()
     gate.set()

@@ -1,6 +1,6 @@
 """The notifier over a real mosquitto (project ACL, per-role users) and a real HTTP Telegram stand-in:
 an alert from the recognizer role becomes one photo, and `/train` from a photo reaches the recognizer
-role on `topics.train` and its TrainResult comes back to the chat."""
+role on `topics.train` and its TrainResult comes back to the chat, on the notifier's reply topic."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ import pytest
 
 from homesec.bus import Message
 from homesec.contract import Alert, Role, TrainRequest, TrainResult, Verdict, meta_property, parse
+from homesec.requests import send_answer
 from notifier_node.service import NotifierService
 from tests.fake_telegram import CHAT, FakeTelegram, jpeg_bytes
 from tests.mqtt_helpers import Broker, Collector
-from tests.test_notifier_delivery import make_config
+from tests.test_notifier_delivery import make_settings
 
 pytestmark = pytest.mark.integration
 
@@ -33,17 +34,16 @@ def test_alert_and_train_over_a_real_broker(broker: Broker, tmp_path: Path) -> N
         result = TrainResult(
             request_id=req.request_id, label=req.label, ok=True, enrollment_id=1, faces_found=1
         )
-        recognizer.publish(recognizer.topics.train_result, result)
+        send_answer(recognizer, msg, result, recognizer.topics.train_result)
 
     recognizer.subscribe(recognizer.topics.train, on_train)
     bus = broker.bus(Role.NOTIFIER, "notifier/main", client_id=f"test-notifier-{suffix}", persistent=False)
-    service = NotifierService(make_config(tmp_path / "data", tg.url), bus)
+    service = NotifierService(make_settings(tg.url), tmp_path / "data", bus)
     try:
         service.start()
         bus.start()
         recognizer.start()
-        assert bus.wait_connected(10) and recognizer.wait_connected(10)
-        time.sleep(0.3)  # SUBACKs
+        assert bus.wait_connected(10) and recognizer.wait_connected(10)  # connected = subscribed
 
         snapshot = jpeg_bytes(320, 240)
         alert = Alert(

@@ -14,13 +14,12 @@ import pytest
 from PIL import Image
 from pydantic import SecretStr
 
-from homesec.bus import LocalBus
-from homesec.config import Config
 from homesec.contract import Alert, ArmCommand, Face, Verdict, meta_property
 from homesec.spool import SpoolItem
 from notifier_node.service import NotifierService
 from notifier_node.settings import NotifierSettings
 from tests.fake_telegram import CHAT, TOKEN, FakeTelegram, jpeg_bytes, serve_fake
+from tests.helpers import LocalBus
 
 FAST = {
     "poll_timeout_s": 1,
@@ -39,17 +38,18 @@ def fake() -> Iterator[FakeTelegram]:
     yield from serve_fake()
 
 
-def make_config(data: Path, base_url: str | None, **overrides: Any) -> Config:
+def make_settings(base_url: str | None, **overrides: Any) -> NotifierSettings:
+    """Fast timings, the test chat allowed, and a token when there is a Bot API at `base_url`."""
     fields: dict[str, Any] = dict(FAST, allowed_chat_ids=[CHAT]) | overrides
     if base_url is not None:
         fields |= {"base_url": base_url, "token": SecretStr(TOKEN)}
-    return Config(data_dir=data, notifier=NotifierSettings(**fields))
+    return NotifierSettings(**fields)
 
 
 class Harness:
-    def __init__(self, config: Config, bus: LocalBus | None = None) -> None:
+    def __init__(self, data: Path, settings: NotifierSettings, bus: LocalBus | None = None) -> None:
         self.bus = bus or LocalBus("notifier/main")
-        self.service = NotifierService(config, self.bus)
+        self.service = NotifierService(settings, data, self.bus)
         self.service.start()
 
     def alert(
@@ -78,7 +78,7 @@ class Harness:
 
 @pytest.fixture
 def harness(tmp_path: Path, fake: FakeTelegram) -> Iterator[Harness]:
-    h = Harness(make_config(tmp_path / "data", fake.url))
+    h = Harness(tmp_path / "data", make_settings(fake.url))
     yield h
     h.close()
 
@@ -104,7 +104,7 @@ def test_an_alert_arrives_once_with_its_photo_caption_and_enroll_button(
 
 
 def test_a_requested_snapshot_is_sent_known_face_disarmed_and_all(tmp_path: Path, fake: FakeTelegram) -> None:
-    h = Harness(make_config(tmp_path / "data", fake.url))
+    h = Harness(tmp_path / "data", make_settings(fake.url))
     try:
         h.bus.inject(h.bus.topics.armed_cmd, ArmCommand(armed=False, by="test"))
         h.alert(verdict=Verdict.KNOWN, event_id="snap1", requested=True)
@@ -117,7 +117,7 @@ def test_a_requested_snapshot_is_sent_known_face_disarmed_and_all(tmp_path: Path
 
 
 def test_known_faces_no_face_off_and_disarmed_send_nothing(tmp_path: Path, fake: FakeTelegram) -> None:
-    h = Harness(make_config(tmp_path / "data", fake.url, alert_on_no_face=False))
+    h = Harness(tmp_path / "data", make_settings(fake.url, alert_on_no_face=False))
     try:
         h.alert(verdict=Verdict.KNOWN)
         h.alert(verdict=Verdict.NO_FACE, event_id="ev2")
@@ -134,7 +134,7 @@ def test_known_faces_no_face_off_and_disarmed_send_nothing(tmp_path: Path, fake:
 def test_a_burst_of_one_event_is_one_photo_then_the_caption_counts_the_rest(
     tmp_path: Path, fake: FakeTelegram
 ) -> None:
-    h = Harness(make_config(tmp_path / "data", fake.url, cooldown_s=60))
+    h = Harness(tmp_path / "data", make_settings(fake.url, cooldown_s=60))
     try:
         for seq in range(3):
             h.alert(seq=seq)
@@ -203,14 +203,14 @@ def test_spooled_alerts_survive_a_restart_and_connection_refused(tmp_path: Path)
     tg = FakeTelegram().start()
     port = tg.server.port
     tg.stop(close_socket=True)  # Telegram unreachable: connection refused
-    config = make_config(tmp_path / "data", f"http://127.0.0.1:{port}")
-    first = Harness(config)
+    settings = make_settings(f"http://127.0.0.1:{port}")
+    first = Harness(tmp_path / "data", settings)
     photo = first.alert()
     first.close()
     assert len(first.service.deliverer.spool) == 1
     tg = FakeTelegram(port=port).start()
     try:
-        second = Harness(config)
+        second = Harness(tmp_path / "data", settings)
         tg.wait(lambda: len(tg.ok_calls("sendPhoto")) == 1)
         assert tg.ok_calls("sendPhoto")[0].files["photo"] == photo
         second.close()
@@ -220,7 +220,7 @@ def test_spooled_alerts_survive_a_restart_and_connection_refused(tmp_path: Path)
 
 
 def test_a_refused_chat_is_parked_and_reported_not_retried(tmp_path: Path, fake: FakeTelegram) -> None:
-    h = Harness(make_config(tmp_path / "data", fake.url, alert_chat_ids=[777, CHAT]))  # 777 does not exist
+    h = Harness(tmp_path / "data", make_settings(fake.url, alert_chat_ids=[777, CHAT]))  # 777 does not exist
     try:
         h.alert()
         assert [c.fields["chat_id"] for c in fake.ok_calls("sendPhoto")] == [str(CHAT)]
@@ -233,7 +233,7 @@ def test_a_refused_chat_is_parked_and_reported_not_retried(tmp_path: Path, fake:
 
 
 def test_without_a_token_alerts_go_to_the_outbox(tmp_path: Path) -> None:
-    h = Harness(make_config(tmp_path / "data", None))
+    h = Harness(tmp_path / "data", make_settings(None))
     try:
         photo = h.alert()
         h.alert(camera="garden", event_id="ev2", verdict=Verdict.NO_FACE)
@@ -259,12 +259,12 @@ def test_a_bad_alert_is_reported_not_fatal(harness: Harness, fake: FakeTelegram)
 
 
 def test_armed_state_is_retained_and_persisted(tmp_path: Path, fake: FakeTelegram) -> None:
-    h = Harness(make_config(tmp_path / "data", fake.url))
+    h = Harness(tmp_path / "data", make_settings(fake.url))
     h.bus.inject(h.bus.topics.armed_cmd, ArmCommand(armed=False, by="mqtt"))
     h.close()
     retained = h.bus.retained[h.bus.topics.armed]
     assert retained.retain and json.loads(retained.payload)["armed"] is False
-    again = Harness(make_config(tmp_path / "data", fake.url))
+    again = Harness(tmp_path / "data", make_settings(fake.url))
     try:
         state = json.loads(again.bus.retained[again.bus.topics.armed].payload)
         assert state["armed"] is False and state["by"] == "mqtt"
@@ -278,7 +278,7 @@ def test_a_photo_over_the_size_limit_is_recompressed_before_sending(
     noisy = io.BytesIO()
     Image.effect_noise((800, 600), 120).convert("RGB").save(noisy, format="JPEG", quality=98)
     assert len(noisy.getvalue()) > 60_000
-    h = Harness(make_config(tmp_path / "data", fake.url, max_photo_bytes=60_000))
+    h = Harness(tmp_path / "data", make_settings(fake.url, max_photo_bytes=60_000))
     try:
         h.alert(photo=noisy.getvalue())
         (call,) = fake.ok_calls("sendPhoto")

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import io
+import logging
 import random
 from datetime import UTC
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from PIL import Image
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
-from homesec.contract import Alert, ArmedState, ContractError, Face, Verdict
+from homesec.config import ConfigError
+from homesec.contract import Alert, ArmedState, ContractError, Face, GalleryResult, Topics, Verdict
 from notifier_node.bot import parse_command
 from notifier_node.caption import build_caption
-from notifier_node.enroll import largest_photo
-from notifier_node.photo import check_jpeg, fit_photo
+from notifier_node.photo import check_jpeg, fit_photo, largest_photo
 from notifier_node.policy import Grouper, RateLimiter, backoff_delay
-from notifier_node.replies import PendingRequests
+from notifier_node.recognizer_commands import RecognizerCommands
+from notifier_node.secrets import telegram_token
 from notifier_node.settings import NotifierSettings
 from notifier_node.store import AlertStore, ArmedStore, alert_stem
 from notifier_node.telegram import clip, utf16_len
@@ -189,14 +192,45 @@ def test_outbox_names_are_safe() -> None:
     assert "/" not in stem and stem.endswith("_door_x-y")
 
 
-def test_pending_requests_expire() -> None:
-    clock = FakeClock()
-    pending = PendingRequests(clock)
-    pending.add("r1", 5, 10, "training alice", timeout=30)
-    pending.add("r2", 5, 11, "forgetting bob", timeout=60)
-    clock.now += 31
-    assert [p.what for p in pending.expire()] == ["training alice"]
-    assert pending.pop("r1") is None and pending.pop("r2") is not None
+class Asked:
+    """Stands in for the Requester: keeps each request with its callbacks, answers nothing by itself."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+
+    def request_async(self, topic: str, payload: Any, answer_model: type, **kw: Any) -> None:
+        self.requests.append(dict(kw, topic=topic, payload=payload))
+
+
+class Said:
+    def __init__(self) -> None:
+        self.messages: list[tuple[int, str, int | None]] = []
+
+    def say(self, chat: int, text: str, *, reply_to: int | None = None, **kw: Any) -> None:
+        self.messages.append((chat, text, reply_to))
+
+
+def test_an_unanswered_request_says_what_it_was_and_an_answer_goes_to_its_chat(tmp_path: Path) -> None:
+    asked, said = Asked(), Said()
+    commands = RecognizerCommands(
+        asked,
+        Topics(),
+        said,
+        AlertStore(tmp_path, 5),
+        timeout=30,
+        zone=None,
+    )
+    commands.forget(None, {"chat": {"id": 5}, "message_id": 10}, "alice")
+    commands.forget(None, {"chat": {"id": 6}, "message_id": 11}, "bob")
+    alice, bob = asked.requests
+    assert [r["timeout"] for r in asked.requests] == [30, 30]
+    assert alice["request_id"] == alice["payload"].request_id and alice["topic"] == Topics().gallery_cmd
+    alice["on_timeout"]()
+    bob["on_answer"](GalleryResult(request_id=bob["request_id"], op="delete_label", ok=True, removed=1))
+    assert said.messages == [
+        (5, "⌛ No answer from the recognizer for forgetting alice (is it running?)", 10),
+        (6, "🗑 Forgetting bob: done, 1 enrollment removed.", 11),
+    ]
 
 
 # ------------------------------------------------------------------------------- parsing, settings
@@ -212,6 +246,25 @@ def test_pending_requests_expire() -> None:
 )
 def test_parse_command(text: str, expected: tuple[str, str] | None) -> None:
     assert parse_command(text) == expected
+
+
+def test_the_flat_spool_keys_still_work_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    old = NotifierSettings.model_validate({"spool_max_items": 7, "spool_max_bytes": 3 * 1024 * 1024})
+    assert (old.spool.max_items, old.spool.max_mb, old.spool.max_bytes) == (7, 3.0, 3 * 1024 * 1024)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("notifier.spool_max_bytes is deprecated" in w and "notifier.spool.max_mb" in w for w in warned)
+    new = NotifierSettings.model_validate({"spool": {"max_mb": 1.5}, "spool_max_items": 9})
+    assert (new.spool.max_items, new.spool.max_mb) == (9, 1.5)
+    assert NotifierSettings().spool.max_bytes == 200 * 1024 * 1024
+
+
+def test_the_token_comes_from_the_section_or_its_file(tmp_path: Path) -> None:
+    assert telegram_token(NotifierSettings()) is None
+    assert telegram_token(NotifierSettings(token=SecretStr("1:abc"))) == "1:abc"
+    (tmp_path / "token").write_text("2:def\n")
+    assert telegram_token(NotifierSettings(token_file=tmp_path / "token")) == "2:def"
+    with pytest.raises(ConfigError, match=r"notifier\.token_file"):
+        telegram_token(NotifierSettings(token_file=tmp_path / "missing"))
 
 
 def test_largest_photo_is_picked() -> None:

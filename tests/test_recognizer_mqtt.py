@@ -20,9 +20,9 @@ from homesec.config import Config
 from homesec.contract import (
     Alert,
     Availability,
-    GalleryCommand,
     GalleryResult,
     GallerySummary,
+    ListLabels,
     RecognitionResult,
     Role,
     SnapshotMeta,
@@ -57,10 +57,9 @@ def test_train_recognize_and_alert_over_the_broker(
     fresh_broker: Broker, models_dir: Path, tmp_path: Path
 ) -> None:
     broker = fresh_broker
-    config = Config(data_dir=tmp_path, recognizer=RecognizerSettings(models_dir=models_dir))
     collector = Collector(broker, T.result(CAMERA), T.alert(CAMERA), T.gallery)
     bus = broker.bus(Role.RECOGNIZER, "recognizer/main")
-    service = RecognizerService(config, bus)
+    service = RecognizerService(RecognizerSettings(models_dir=models_dir), tmp_path, bus)
     service.start()
     bus.start()
     camera = broker.bus(Role.CAMERA, f"camera/{CAMERA}")
@@ -77,7 +76,7 @@ def test_train_recognize_and_alert_over_the_broker(
             )
             trained = admin.request(T.train, req, TrainResult, req.request_id, timeout=20)
             assert trained.ok and trained.label == "obama" and trained.enrollment_id is not None
-            listing = GalleryCommand(op="list")
+            listing = ListLabels()
             listed = admin.request(T.gallery_cmd, listing, GalleryResult, listing.request_id, timeout=20)
             assert listed.ok and listed.labels == {"obama": 1}
         collector.wait_for(lambda m: m.topic == T.gallery and b'"obama"' in m.payload)

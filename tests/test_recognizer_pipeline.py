@@ -12,9 +12,10 @@ from PIL import Image, ImageFilter
 from homesec.contract import ContractError, Verdict
 from recognizer_node.gallery import Gallery
 from recognizer_node.matching import cosine
-from recognizer_node.pipeline import Recognizer, scale_box
+from recognizer_node.pipeline import Recognizer, rescale_box
 from recognizer_node.settings import RecognizerSettings
 from tests.conftest import FACES
+from tests.face_frames import small_face_frame
 
 
 def photo(name: str) -> bytes:
@@ -148,6 +149,17 @@ def test_small_face_in_a_dark_1080p_frame_is_found_and_named(rec: Recognizer, ga
         assert 35 <= result.faces[0].face.px <= 60
 
 
+def test_a_face_only_the_motion_box_pass_finds(rec: Recognizer, gallery: Gallery) -> None:
+    frame = small_face_frame()
+    alone = rec.recognize(frame.jpeg, gallery)
+    assert alone.faces == [] and "detect_roi" not in alone.timings_ms  # 6 px in the whole-frame pass
+    result = rec.recognize(frame.jpeg, gallery, motion_box=frame.box)
+    assert [f.label for f in result.faces] == ["obama"] and result.timings_ms["detect_roi"] > 0
+    x1, y1, x2, y2 = result.faces[0].face.box
+    assert frame.box[0] <= x1 < x2 <= frame.box[2] and frame.box[1] <= y1 < y2 <= frame.box[3]
+    assert 40 <= result.faces[0].face.px <= 56
+
+
 def test_exif_rotated_photo(rec: Recognizer, embeddings: dict[str, np.ndarray]) -> None:
     im = Image.open(FACES / "obama_probe.jpg").transpose(Image.Transpose.ROTATE_90)  # stored sideways
     exif = Image.Exif()
@@ -180,5 +192,5 @@ def test_image_errors_are_contract_errors(rec: Recognizer) -> None:
 
 
 def test_motion_box_is_scaled_from_the_cameras_declared_size() -> None:
-    assert scale_box((100, 50, 300, 250), (2000, 1000), (1000, 500)) == (50, 25, 150, 125)
-    assert scale_box((1, 2, 3, 4), (640, 480), (640, 480)) == (1, 2, 3, 4)
+    assert rescale_box((100, 50, 300, 250), (2000, 1000), (1000, 500)) == (50, 25, 150, 125)
+    assert rescale_box((1, 2, 3, 4), (640, 480), (640, 480)) == (1, 2, 3, 4)

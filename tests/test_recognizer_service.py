@@ -11,11 +11,8 @@ from typing import TypeVar
 import pytest
 from PIL import Image
 
-from homesec.bus import LocalBus
-from homesec.config import Config
 from homesec.contract import (
     Alert,
-    GalleryCommand,
     GalleryResult,
     GallerySummary,
     Payload,
@@ -31,6 +28,8 @@ from recognizer_node.pipeline import Recognizer
 from recognizer_node.service import RecognizerService
 from recognizer_node.settings import RecognizerSettings
 from tests.conftest import FACES
+from tests.face_frames import small_face_frame
+from tests.helpers import LocalBus
 
 NODE = "recognizer/main"
 
@@ -50,10 +49,10 @@ def rec(models_dir: Path) -> Recognizer:
     return Recognizer(RecognizerSettings(models_dir=models_dir), models_dir.parent)
 
 
-def make(tmp_path: Path, rec: Recognizer, **settings: object) -> tuple[RecognizerService, LocalBus]:
-    config = Config(data_dir=tmp_path, recognizer=RecognizerSettings(models_dir=rec.models_dir, **settings))
+def make(tmp_path: Path, rec: Recognizer, **options: object) -> tuple[RecognizerService, LocalBus]:
+    settings = RecognizerSettings(models_dir=rec.models_dir, **options)
     bus = LocalBus(NODE)
-    service = RecognizerService(config, bus, recognizer=rec)
+    service = RecognizerService(settings, tmp_path, bus, recognizer=rec)
     service.start()
     bus.start()
     return service, bus
@@ -88,7 +87,9 @@ def snapshot(
 
 
 def train(bus: LocalBus, name: str, label: str, largest: bool = False) -> TrainRequest:
-    req = TrainRequest(label=label, image_b64=base64.b64encode(photo(name)).decode(), largest=largest)
+    image_b64 = base64.b64encode(photo(name)).decode()
+    req = TrainRequest(request_id="corr-1", label=label, image_b64=image_b64, largest=largest)
+    # as the Requester sends it: the correlation data is the request id
     bus.inject(bus.topics.train, req, response_topic="homesec/reply/admin/c1", correlation_data=b"corr-1")
     return req
 
@@ -153,15 +154,15 @@ def test_no_face_alert_follows_the_setting(tmp_path: Path, rec: Recognizer) -> N
 def test_motion_box_in_the_cameras_pixel_space(svc: tuple[RecognizerService, LocalBus]) -> None:
     _, bus = svc
     train(bus, "obama_train.jpg", "obama")
-    im = Image.open(FACES / "obama_probe.jpg")  # 1480x832; the camera declared 2x that size
-    snapshot(
-        bus,
-        photo("obama_probe.jpg"),
-        size=(im.width * 2, im.height * 2),
-        motion_box=(800, 0, 2000, 1600),
-    )
+    frame = small_face_frame()  # only the motion-box pass finds this face
+    (w, h), (x1, y1, x2, y2) = frame.size, frame.box
+    # the camera declared 2x the JPEG's size, and gives the motion box in its own pixels
+    snapshot(bus, frame.jpeg, size=(w * 2, h * 2), motion_box=(2 * x1, 2 * y1, 2 * x2, 2 * y2))
     (result,) = results(bus, RecognitionResult, bus.topics.result("door"))
     assert [f.label for f in result.faces] == ["obama"]
+    assert result.timings_ms["detect_roi"] > 0
+    fx1, fy1, fx2, fy2 = result.faces[0].box  # in the JPEG's pixels
+    assert x1 <= fx1 < fx2 <= x2 and y1 <= fy1 < fy2 <= y2
 
 
 def test_bad_snapshots_are_reported_not_fatal(svc: tuple[RecognizerService, LocalBus]) -> None:
@@ -218,7 +219,7 @@ def test_gallery_commands(svc: tuple[RecognizerService, LocalBus]) -> None:
     def cmd(**fields: object) -> GalleryResult:
         bus.inject(
             t.gallery_cmd,
-            GalleryCommand.model_validate(fields),
+            json.dumps({"v": 1, **fields}).encode(),  # as sent: the recognizer decodes (and refuses) it
             response_topic="homesec/reply/admin/c2",
             correlation_data=b"g",
         )

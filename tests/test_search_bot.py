@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from homesec.bus import LocalBus, Message
+from homesec.bus import Message
 from homesec.contract import SearchHit, SearchRequest, SearchResult, parse
-from notifier_node.search import format_result
-from tests.fake_telegram import CHAT, FakeTelegram, jpeg_bytes, say, serve_fake, wait_text
-from tests.test_notifier_delivery import Harness, make_config
+from homesec.requests import send_answer
+from notifier_node.recognizer_commands import search_answer as format_result
+from tests.fake_telegram import FakeTelegram, jpeg_bytes, say, serve_fake, the_first_alert, wait_text
+from tests.helpers import LocalBus
+from tests.test_notifier_delivery import Harness, make_settings
 
 HITS = [
     SearchHit(event_id="e1", camera="door", ts="2026-11-20T18:02:11.000Z", similarity=0.71, box=(1, 2, 3, 4)),
@@ -24,7 +26,8 @@ HITS = [
 
 
 class Archive:
-    """Plays the recognizer: answers every search with HITS (or a refusal)."""
+    """Plays the recognizer: answers every search with HITS (or a refusal), as it does: on the result
+    topic and on the request's response topic."""
 
     def __init__(self, bus: LocalBus) -> None:
         self.bus = bus
@@ -37,7 +40,7 @@ class Archive:
         self.requests.append(req)
         ok = self.refuse is None
         result = SearchResult(request_id=req.request_id, ok=ok, reason=self.refuse, hits=HITS if ok else [])
-        self.bus.publish(self.bus.topics.search_result, result)
+        send_answer(self.bus, msg, result, self.bus.topics.search_result)
 
 
 @pytest.fixture
@@ -49,7 +52,7 @@ def fake() -> Iterator[FakeTelegram]:
 def bot(tmp_path: Path, fake: FakeTelegram) -> Iterator[tuple[Harness, Archive]]:
     bus = LocalBus("notifier/main")
     archive = Archive(bus)
-    h = Harness(make_config(tmp_path / "data", fake.url, timezone="Europe/Paris"), bus)
+    h = Harness(tmp_path / "data", make_settings(fake.url, timezone="Europe/Paris"), bus)
     yield h, archive
     h.close()
 
@@ -75,9 +78,8 @@ def test_search_as_a_reply_to_an_alert_uses_its_photo_and_relays_refusals(
 ) -> None:
     h, archive = bot
     original = h.alert()
-    message_id = fake.ok_calls("sendPhoto")[0].result["message_id"]
     archive.refuse = "no face found in the query image"
-    say(fake, "/search", reply_to_message={"message_id": message_id, "chat": {"id": CHAT}, "photo": []})
+    say(fake, "/search", reply_to_message=the_first_alert(fake))
     assert "no face found" in wait_text(fake, "Search failed")
     assert base64.b64decode(archive.requests[0].image_b64) == original
     say(fake, "/search")

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recognizer_node.pipeline import Analysis, Recognizer
-from recognizer_node.search import DirectoryIndex, IndexedFace, NoFaceError, query_face, rank
+from recognizer_node.directory_search import DirectoryIndex, IndexedFace, rank
+from recognizer_node.pipeline import Analysis, NoFaceError, Recognizer, query_face
 from recognizer_node.settings import RecognizerSettings
 from tests.conftest import FACES
 

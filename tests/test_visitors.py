@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from homesec.contract import Face, GalleryCommand, SnapshotMeta
+from homesec.contract import Face, NameVisitor, SnapshotMeta
+from recognizer_node.embeddings import unit
 from recognizer_node.gallery import Gallery
 from recognizer_node.history import History
 from recognizer_node.pipeline import Recognizer
 from recognizer_node.settings import ArchiveSettings, RecognizerSettings
-from recognizer_node.visitors import assign, unit
-from tests.conftest import FACES
+from recognizer_node.visitors import assign
+from tests.face_frames import snapshot_image
 
 
 def test_assign_joins_the_nearest_centroid_above_the_threshold() -> None:
@@ -50,13 +51,25 @@ def open_history(rec: Recognizer, data_dir: Path, **kw: object) -> History:
     return History(ArchiveSettings(**kw), data_dir, rec)
 
 
-def see(h: History, rec: Recognizer, gallery: Gallery, photo: str, event: str, seq: int = 0) -> list[Face]:
-    data = (FACES / photo).read_bytes()
+def see(
+    h: History,
+    rec: Recognizer,
+    gallery: Gallery,
+    photo: str,
+    event: str,
+    seq: int = 0,
+    *,
+    framed: bool = False,
+) -> list[Face]:
+    """`photo` as a snapshot; `framed`: its face small in a wide frame, which only the motion box finds."""
+    data, (width, height), box = snapshot_image(photo, framed)
     meta = SnapshotMeta(
-        camera="door", event_id=event, seq=seq, burst=2, trigger="motion", width=1, height=1,
-        ts="2026-11-22T10:00:00.000Z",
+        camera="door", event_id=event, seq=seq, burst=2, trigger="motion", width=width, height=height,
+        motion_box=box, ts="2026-11-22T10:00:00.000Z",
     )  # fmt: skip
-    return h.record(meta, data, rec.recognize(data, gallery))
+    recognition = rec.recognize(data, gallery, meta.motion_box, (meta.width, meta.height))
+    assert framed == ("detect_roi" in recognition.timings_ms)
+    return h.record(meta, data, recognition)
 
 
 def test_the_same_stranger_is_one_visitor_and_another_person_another(
@@ -81,20 +94,31 @@ def test_the_same_stranger_is_one_visitor_and_another_person_another(
     h.close()
 
 
+def test_a_face_only_the_motion_box_finds_joins_its_visitor(
+    rec: Recognizer, gallery: Gallery, tmp_path: Path
+) -> None:
+    h = open_history(rec, tmp_path)
+    (a,) = see(h, rec, gallery, "obama_train.jpg", "e1")
+    (b,) = see(h, rec, gallery, "obama_probe.jpg", "e2", framed=True)
+    (c,) = see(h, rec, gallery, "biden_train.jpg", "e3", framed=True)
+    assert a.visitor is not None and b.visitor == a.visitor
+    assert c.visitor is not None and c.visitor != a.visitor
+    assert b.visitor_seen_week == 2
+    h.close()
+
+
 def test_naming_a_visitor_enrolls_its_faces(rec: Recognizer, gallery: Gallery, tmp_path: Path) -> None:
     h = open_history(rec, tmp_path)
     (a,) = see(h, rec, gallery, "obama_train.jpg", "e1")
     see(h, rec, gallery, "obama_probe.jpg", "e2")
     see(h, rec, gallery, "stranger.png", "e3")
     assert a.visitor is not None
-    result = h.name_visitor(
-        GalleryCommand(op="name_visitor", visitor=int(a.visitor), label="Barack"), gallery
-    )
+    result = h.name_visitor(NameVisitor(visitor=int(a.visitor), label="Barack"), gallery)
     assert result.ok and result.enrolled == 2 and result.labels == {"Barack": 2}
     assert {e.source for e in gallery.enrollments()} == {f"visitor:{a.visitor}"}
     (known,) = see(h, rec, gallery, "obama_probe.jpg", "e5")
     assert known.label == "Barack" and known.visitor is None  # named people are not visitors
-    missing = h.name_visitor(GalleryCommand(op="name_visitor", visitor=999, label="x"), gallery)
+    missing = h.name_visitor(NameVisitor(visitor=999, label="x"), gallery)
     assert not missing.ok and "999" in (missing.reason or "")
     h.close()
 

@@ -1,4 +1,4 @@
-"""Face search: "find this face in these photos" (a directory) and the exact search maths of the archive.
+"""Searching a folder of photos for a face ("find this face in these photos").
 
 A directory's faces are indexed in a cache (`<data_dir>/search/index.sqlite3`) keyed by absolute path,
 size, mtime_ns and embedding model: a second search over the same folder embeds only new or changed
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +19,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from homesec.contract import ContractError
+from recognizer_node.db import open_db
 
 if TYPE_CHECKING:
-    from recognizer_node.pipeline import Analysis, AnalyzedFace, Recognizer
+    from recognizer_node.pipeline import Analysis
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp"})
 INDEX_SCHEMA = """
@@ -38,70 +38,6 @@ CREATE TABLE IF NOT EXISTS files (
 );
 """
 Box = tuple[int, int, int, int]
-
-
-class NoFaceError(ContractError):
-    """The query image has no face."""
-
-
-def query_face(recognizer: Recognizer, data: bytes) -> AnalyzedFace:
-    """The largest face of the query image, embedded even if it would not pass the quality gates."""
-    faces = recognizer.analyze(data, embed_all=True).faces
-    if not faces:
-        raise NoFaceError("no face found in the query image")
-    return max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
-
-
-# ------------------------------------------------------------------------------- in-memory matrix
-
-
-class EmbeddingMatrix:
-    """A growable (N, D) float32 matrix with the face id and event of each row (the archive's index)."""
-
-    def __init__(self, dim: int = 128, capacity: int = 1024) -> None:
-        self.dim = dim
-        self.n = 0
-        self._emb = np.zeros((capacity, dim), np.float32)
-        self._ids = np.zeros(capacity, np.int64)
-        self._events = np.zeros(capacity, np.int64)
-
-    def __len__(self) -> int:
-        return self.n
-
-    def append(self, emb: np.ndarray, ids: Sequence[int], events: Sequence[int]) -> None:
-        k = len(ids)
-        need = self.n + k
-        if need > len(self._ids):  # double the capacity: amortised O(1) appends
-            cap = max(need, 2 * len(self._ids))
-            for name in ("_emb", "_ids", "_events"):
-                old = getattr(self, name)
-                new = np.zeros((cap, *old.shape[1:]), old.dtype)
-                new[: self.n] = old[: self.n]
-                setattr(self, name, new)
-        self._emb[self.n : need] = np.asarray(emb, np.float32).reshape(k, self.dim)
-        self._ids[self.n : need] = ids
-        self._events[self.n : need] = events
-        self.n = need
-
-    def remove(self, ids: Sequence[int]) -> None:
-        keep = ~np.isin(self._ids[: self.n], np.asarray(ids, np.int64))
-        m = int(keep.sum())
-        self._emb[:m] = self._emb[: self.n][keep]
-        self._ids[:m] = self._ids[: self.n][keep]
-        self._events[:m] = self._events[: self.n][keep]
-        self.n = m
-
-    def best_per_event(self, query: np.ndarray, threshold: float, top: int | None) -> list[tuple[int, float]]:
-        """(face id, similarity) of the best face of each event at or above `threshold`, best first."""
-        sims = self._emb[: self.n] @ np.asarray(query, np.float32).reshape(self.dim)
-        idx = np.flatnonzero(sims >= threshold)
-        order = idx[np.argsort(-sims[idx], kind="stable")]
-        _, first = np.unique(self._events[order], return_index=True)  # first = best of each event
-        best = order[np.sort(first)][:top]
-        return [(int(self._ids[i]), float(sims[i])) for i in best]
-
-
-# -------------------------------------------------------------------------------- directory index
 
 
 @dataclass(frozen=True)
@@ -138,11 +74,8 @@ class DirectoryIndex:
     def __init__(self, path: Path, model: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.model = model
-        self._db = sqlite3.connect(path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # a cache: losing the last rows costs a re-embed
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(INDEX_SCHEMA)
+        # a cache: losing the last rows to a power cut costs a re-embed, so NORMAL is enough
+        self._db = open_db(path, INDEX_SCHEMA, synchronous="NORMAL")
 
     def close(self) -> None:
         self._db.close()

@@ -1,0 +1,236 @@
+"""The bot's commands that ask the recognizer, and how its answers read in the chat.
+
+`/train <name>` on a photo or as a reply to an alert; `/forget <name>`; `/search` on a photo or as a
+reply to one ("when was this person seen?", docs/search.md); the alert's "Enroll this person" button,
+which asks for the name with a ForceReply prompt and trains from the alert (or, for a recurring
+visitor, enrolls all of their archived faces). Each request goes out through the Requester; the
+answer, or the lack of one within `reply_timeout_s`, goes back to the chat that asked.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import tzinfo
+from functools import partial
+from typing import Any, TypeVar
+
+from homesec.contract import (
+    ContractError,
+    DeleteLabel,
+    GalleryResult,
+    NameVisitor,
+    Payload,
+    SearchRequest,
+    SearchResult,
+    Topics,
+    TrainRequest,
+    TrainResult,
+    check_label,
+)
+from homesec.requests import Requester
+
+from .caption import local_time
+from .delivery import ENROLL_PREFIX
+from .photo import ChatPhoto, photo_of
+from .replies import Replier
+from .store import AlertStore
+from .telegram import BotApi, TelegramError
+
+log = logging.getLogger(__name__)
+
+A = TypeVar("A", bound=Payload)
+ChatMessage = dict[str, Any]  # a Telegram message, as getUpdates gives it
+
+SHOWN = 10  # sightings listed in a search answer (the most recent)
+TRAIN_USAGE = "Send /train <name> as the caption of a photo, or as a reply to a photo."
+SEARCH_USAGE = "Send /search as the caption of a photo, or as a reply to a photo or an alert: I tell you when that person was seen."
+
+
+def train_answer(result: TrainResult) -> str:
+    if result.ok:
+        quality = "" if result.quality is None else f", quality {result.quality:.2f}"
+        return f"✅ Enrolled {result.label} (enrollment #{result.enrollment_id}{quality})."
+    return f"❌ Could not enroll {result.label or ''}: {result.reason or 'refused'}"
+
+
+def gallery_answer(result: GalleryResult, what: str) -> str:
+    """`what` says what was asked, e.g. "forgetting bob"."""
+    if not result.ok:
+        return f"❌ {what} failed: {result.reason or 'refused'}"
+    done = what[:1].upper() + what[1:]
+    if result.op == "name_visitor":
+        return f"✅ {done}: {result.enrolled} photos of them enrolled."
+    plural = "s" if result.removed != 1 else ""
+    return f"🗑 {done}: done, {result.removed} enrollment{plural} removed."
+
+
+def search_answer(result: SearchResult, zone: tzinfo | None, shown: int = SHOWN) -> str:
+    if not result.ok:
+        return f"❌ Search failed: {result.reason or 'refused'}"
+    if not result.hits:
+        return "🔎 Not seen in the event archive."
+    n = len(result.hits)
+    recent = sorted(result.hits, key=lambda h: h.ts, reverse=True)[:shown]
+    lines = [f"🔎 Seen {n} time{'s' if n != 1 else ''}" + (f" (the {shown} latest):" if n > shown else ":")]
+    lines += [f"• {local_time(h.ts, zone)} at {h.camera} ({h.similarity:.2f})" for h in recent]
+    return "\n".join(lines)
+
+
+class RecognizerCommands:
+    def __init__(
+        self,
+        requester: Requester,
+        topics: Topics,
+        replier: Replier,
+        alerts: AlertStore,
+        *,
+        timeout: float,
+        zone: tzinfo | None,
+    ) -> None:
+        self.requester = requester
+        self.topics = topics
+        self.replier = replier
+        self.alerts = alerts
+        self.timeout = timeout
+        self.zone = zone
+        self._prompts: OrderedDict[tuple[int, int], str] = OrderedDict()  # name prompt -> alert photo key
+        self._lock = threading.Lock()
+
+    def _ask(
+        self,
+        topic: str,
+        request: TrainRequest | DeleteLabel | NameVisitor | SearchRequest,
+        answer_model: type[A],
+        answer_text: Callable[[A], str],
+        chat: int,
+        reply_to: int,
+        what: str,
+    ) -> None:
+        """Send `request`; its answer, or a word that none came, goes back to `chat`."""
+        self.requester.request_async(
+            topic,
+            request,
+            answer_model,
+            request_id=request.request_id,
+            timeout=self.timeout,
+            on_answer=lambda answer: self.replier.say(chat, answer_text(answer), reply_to=reply_to),
+            on_timeout=lambda: self.replier.say(
+                chat, f"⌛ No answer from the recognizer for {what} (is it running?)", reply_to=reply_to
+            ),
+        )
+
+    def _photo(self, api: BotApi, msg: ChatMessage, usage: str) -> ChatPhoto | None:
+        """The photo `msg` is about; None (the chat told why) when there is none or it cannot be had."""
+        chat, mid = msg["chat"]["id"], msg["message_id"]
+        try:
+            photo = photo_of(api, msg, self.alerts)
+        except TelegramError as exc:
+            self.replier.say(
+                chat, f"❌ Could not fetch the photo from Telegram: {exc.description}", reply_to=mid
+            )
+            return None
+        if photo is None:
+            self.replier.say(chat, usage, reply_to=mid)
+        return photo
+
+    # -- commands
+    def train(self, api: BotApi, msg: ChatMessage, arg: str) -> None:
+        if (photo := self._photo(api, msg, TRAIN_USAGE)) is not None:
+            self._train(msg["chat"]["id"], msg["message_id"], arg, photo.jpeg, largest=photo.from_alert)
+
+    def forget(self, api: BotApi, msg: ChatMessage, arg: str) -> None:
+        chat = msg["chat"]["id"]
+        try:
+            cmd = DeleteLabel(label=check_label(arg))
+        except (ContractError, ValueError) as exc:
+            self.replier.say(chat, f"Usage: /forget <name>. {exc}")
+            return
+        what = f"forgetting {cmd.label}"
+        answer = partial(gallery_answer, what=what)
+        self._ask(self.topics.gallery_cmd, cmd, GalleryResult, answer, chat, msg["message_id"], what)
+
+    def search(self, api: BotApi, msg: ChatMessage, arg: str) -> None:
+        if (photo := self._photo(api, msg, SEARCH_USAGE)) is None:
+            return
+        chat, mid = msg["chat"]["id"], msg["message_id"]
+        req = SearchRequest(image_b64=base64.b64encode(photo.jpeg).decode())
+        answer = partial(search_answer, zone=self.zone)
+        self._ask(self.topics.search_cmd, req, SearchResult, answer, chat, mid, "searching the archive")
+        log.info("chat %s: face search (%d bytes)", chat, len(photo.jpeg))
+
+    # -- the Enroll button and its name prompt
+    def button(self, cb: dict[str, Any], chat: int) -> None:
+        """An allowed chat pressed an alert's Enroll button: ask for the name."""
+        message = cb.get("message") or {}
+        data = str(cb.get("data") or "")
+        key = data.removeprefix(ENROLL_PREFIX) if data.startswith(ENROLL_PREFIX) else None
+        if key is None or self.alerts.jpeg(key) is None:
+            self.replier.answer_callback(str(cb.get("id")), "That alert photo is no longer kept.")
+            return
+        self.replier.answer_callback(str(cb.get("id")), "Reply with the name")
+
+        def remember(sent: dict[str, Any]) -> None:
+            with self._lock:
+                self._prompts[(chat, int(sent.get("message_id", 0)))] = key
+                while len(self._prompts) > 100:
+                    self._prompts.popitem(last=False)
+
+        self.replier.say(
+            chat,
+            "Who is this? Reply to this message with their name.",
+            reply_to=message.get("message_id"),
+            markup={"force_reply": True, "input_field_placeholder": "Name"},
+            on_sent=remember,
+        )
+
+    def answer_prompt(self, msg: ChatMessage, text: str) -> bool:
+        """Train from the alert whose "Who is this?" prompt `msg` answers; False if it answers none."""
+        chat, reply = msg["chat"]["id"], msg.get("reply_to_message") or {}
+        with self._lock:  # one answer per prompt
+            key = self._prompts.pop((chat, reply.get("message_id", -1)), None)
+        if key is None:
+            return False
+        visitor = self.alerts.visitor(key)
+        if visitor is not None and visitor.isdigit():  # a recurring visitor: enroll all their faces at once
+            self._name_visitor(chat, msg["message_id"], text, int(visitor))
+            return True
+        jpeg = self.alerts.jpeg(key)
+        if jpeg is None:
+            self.replier.say(
+                chat,
+                "That alert photo is no longer kept; send a photo with /train <name>.",
+                reply_to=msg["message_id"],
+            )
+        else:
+            self._train(chat, msg["message_id"], text, jpeg, largest=True)
+        return True
+
+    # -- requests
+    def _train(self, chat: int, mid: int, name: str, jpeg: bytes, *, largest: bool) -> None:
+        try:
+            req = TrainRequest(
+                label=check_label(name),
+                image_b64=base64.b64encode(jpeg).decode(),
+                largest=largest,
+                source="telegram",
+            )
+        except (ContractError, ValueError) as exc:
+            self.replier.say(chat, f"❌ {exc}", reply_to=mid)
+            return
+        self._ask(self.topics.train, req, TrainResult, train_answer, chat, mid, f"training {req.label}")
+        log.info("chat %s: training %r (%d bytes)", chat, req.label, len(jpeg))
+
+    def _name_visitor(self, chat: int, mid: int, name: str, visitor: int) -> None:
+        try:
+            cmd = NameVisitor(visitor=visitor, label=check_label(name))
+        except (ContractError, ValueError) as exc:
+            self.replier.say(chat, f"❌ {exc}", reply_to=mid)
+            return
+        what = f"naming visitor {visitor} {cmd.label}"
+        answer = partial(gallery_answer, what=what)
+        self._ask(self.topics.gallery_cmd, cmd, GalleryResult, answer, chat, mid, what)
+        log.info("chat %s: naming visitor %d %r", chat, visitor, cmd.label)

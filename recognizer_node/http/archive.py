@@ -1,0 +1,156 @@
+"""The event archive: events with their faces and snapshots, and the recurring unknown visitors."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Response
+
+from homesec.contract import GalleryResult, Verdict, from_iso, parse_gallery_command
+from recognizer_node import queries
+from recognizer_node.archive_browse import EventDetail, EventFilter, EventPage, VisitorDetail, VisitorSummary
+from recognizer_node.http.auth import ADMIN, VIEWER
+from recognizer_node.http.context import context, documented
+
+router = APIRouter(prefix="/api")
+ERRORS = documented(401, 403, 404, 422, 429)
+JPEG = {200: {"content": {"image/jpeg": {}}, "description": "A JPEG."}, **ERRORS}
+Id = Annotated[int, Path(ge=0, le=2**63 - 1)]
+Offset = Annotated[int, Query(ge=0, le=2**31, description="Skip this many.")]
+Limit = Annotated[int, Query(ge=1, le=500, description="At most this many.")]
+Time = Annotated[str | None, Query(description="ISO-8601 with an offset, e.g. 2026-12-01T08:00:00Z.")]
+
+
+@router.get("/events", dependencies=[VIEWER], responses=ERRORS, tags=["events"], summary="Events")
+def events(
+    request: Request,
+    camera: str | None = None,
+    verdict: Annotated[Verdict | None, Query(description="Events with a snapshot of this verdict.")] = None,
+    label: Annotated[str | None, Query(description="Events where this person was named.")] = None,
+    visitor: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
+    since: Time = None,
+    until: Time = None,
+    offset: Offset = 0,
+    limit: Limit = 50,
+) -> EventPage:
+    """Archived events, newest first, a page at a time (`next_offset` asks for the next)."""
+    which = EventFilter(
+        camera=camera,
+        verdict=verdict,
+        label=label,
+        visitor=visitor,
+        since=from_iso(since) if since else None,
+        until=from_iso(until) if until else None,
+        offset=offset,
+        limit=limit,
+    )
+    return queries.events(context(request).ops, which)
+
+
+@router.get(
+    "/events/{event_id}", dependencies=[VIEWER], responses=ERRORS, tags=["events"], summary="An event"
+)
+def event(request: Request, event_id: str) -> EventDetail:
+    """The event's snapshots, each with its faces."""
+    found = queries.event(context(request).ops, event_id)
+    if found is None:
+        raise HTTPException(404, f"no archived event {event_id!r}")
+    return found
+
+
+def _snapshot(request: Request, event_id: str, seq: int, annotated: bool) -> Response:
+    jpeg = queries.snapshot(context(request).ops, event_id, seq, annotated=annotated)
+    if jpeg is None:
+        raise HTTPException(404, f"no archived snapshot {seq} of event {event_id!r}")
+    return Response(jpeg, media_type="image/jpeg")
+
+
+@router.get(
+    "/events/{event_id}/snapshots/{seq}",
+    dependencies=[VIEWER],
+    responses=JPEG,
+    response_class=Response,
+    tags=["events"],
+    summary="A snapshot as taken",
+)
+def snapshot(request: Request, event_id: str, seq: Id) -> Response:
+    return _snapshot(request, event_id, seq, annotated=False)
+
+
+@router.get(
+    "/events/{event_id}/snapshots/{seq}/annotated",
+    dependencies=[VIEWER],
+    responses=JPEG,
+    response_class=Response,
+    tags=["events"],
+    summary="A snapshot with its faces boxed",
+)
+def annotated_snapshot(request: Request, event_id: str, seq: Id) -> Response:
+    return _snapshot(request, event_id, seq, annotated=True)
+
+
+@router.get("/visitors", dependencies=[VIEWER], responses=ERRORS, tags=["visitors"], summary="Visitors")
+def visitors(request: Request, offset: Offset = 0, limit: Limit = 50) -> list[VisitorSummary]:
+    """The recurring unknown faces, the most recently seen first."""
+    return queries.visitors(context(request).ops, offset, limit)
+
+
+@router.get(
+    "/visitors/{visitor}", dependencies=[VIEWER], responses=ERRORS, tags=["visitors"], summary="A visitor"
+)
+def visitor(request: Request, visitor: Id) -> VisitorDetail:
+    found = queries.visitor(context(request).ops, visitor)
+    if found is None:
+        raise HTTPException(404, f"no visitor {visitor}")
+    return found
+
+
+def _crop(request: Request, visitor: int, face: int | None) -> Response:
+    found = queries.visitor_crop(context(request).ops, visitor, face)
+    if found is None:
+        raise HTTPException(
+            404, f"no face of visitor {visitor}" if face is None else f"no face {face} of visitor {visitor}"
+        )
+    return Response(found.data, media_type=found.media_type)
+
+
+@router.get(
+    "/visitors/{visitor}/crop",
+    dependencies=[VIEWER],
+    responses=JPEG,
+    response_class=Response,
+    tags=["visitors"],
+    summary="A visitor's best face",
+)
+def visitor_crop(request: Request, visitor: Id) -> Response:
+    return _crop(request, visitor, None)
+
+
+@router.get(
+    "/visitors/{visitor}/faces/{face}/crop",
+    dependencies=[VIEWER],
+    responses=JPEG,
+    response_class=Response,
+    tags=["visitors"],
+    summary="One face of a visitor",
+)
+def visitor_face_crop(request: Request, visitor: Id, face: Id) -> Response:
+    return _crop(request, visitor, face)
+
+
+@router.post(
+    "/visitors/{visitor}/name",
+    dependencies=[ADMIN],
+    responses=ERRORS,
+    tags=["visitors"],
+    summary="Name a visitor",
+)
+def name_visitor(
+    request: Request, visitor: Id, label: Annotated[str, Body(embed=True, description="Who it is.")]
+) -> GalleryResult:
+    """Enroll the visitor's archived faces (its best 20) as `label`: named from now on."""
+    cmd = parse_gallery_command({"op": "name_visitor", "visitor": visitor, "label": label})
+    answer = context(request).ops.gallery_command(cmd)
+    if not answer.ok:
+        raise HTTPException(404, answer.reason or f"no visitor {visitor}")
+    return answer

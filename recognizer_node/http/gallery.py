@@ -1,0 +1,83 @@
+"""The gallery: labels with counts and thumbnails, enrollments and their crops; delete, rename, merge."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, HTTPException, Path, Request, Response
+
+from homesec.contract import GalleryResult, parse_gallery_command
+from recognizer_node import queries
+from recognizer_node.http.auth import ADMIN, VIEWER
+from recognizer_node.http.context import context, documented
+
+router = APIRouter(prefix="/api/gallery", tags=["gallery"])
+READ_ERRORS = documented(401, 403, 422, 429)
+CHANGE_ERRORS = documented(401, 403, 404, 422, 429)
+EnrollmentId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+
+@router.get("/labels", dependencies=[VIEWER], responses=READ_ERRORS, summary="Labels")
+def labels(request: Request) -> list[queries.LabelInfo]:
+    """Every label with its number of enrollments; `best` is the enrollment whose crop is its thumbnail
+    (`/api/gallery/enrollments/{best}/crop`)."""
+    return queries.labels(context(request).ops)
+
+
+@router.get(
+    "/labels/{label}", dependencies=[VIEWER], responses=CHANGE_ERRORS, summary="A label's enrollments"
+)
+def enrollments(request: Request, label: str) -> list[queries.EnrollmentInfo]:
+    found = queries.enrollments(context(request).ops, label)
+    if not found:
+        raise HTTPException(404, f"no one is enrolled as {label!r}")
+    return found
+
+
+@router.get(
+    "/enrollments/{enrollment_id}/crop",
+    dependencies=[VIEWER],
+    responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}, **CHANGE_ERRORS},
+    response_class=Response,
+    summary="An enrollment's aligned face",
+)
+def crop(request: Request, enrollment_id: EnrollmentId) -> Response:
+    found = queries.enrollment_crop(context(request).ops, enrollment_id)
+    if found is None:
+        raise HTTPException(404, f"no enrollment {enrollment_id}")
+    return Response(found.data, media_type=found.media_type)
+
+
+@router.delete(
+    "/enrollments/{enrollment_id}",
+    dependencies=[ADMIN],
+    responses=CHANGE_ERRORS,
+    summary="Delete an enrollment",
+)
+def delete_enrollment(request: Request, enrollment_id: EnrollmentId) -> GalleryResult:
+    return _changed(request, op="delete_enrollment", enrollment_id=enrollment_id)
+
+
+@router.delete("/labels/{label}", dependencies=[ADMIN], responses=CHANGE_ERRORS, summary="Delete a label")
+def delete_label(request: Request, label: str) -> GalleryResult:
+    """Forget everyone enrolled as `label`."""
+    return _changed(request, op="delete_label", label=label)
+
+
+@router.post(
+    "/labels/{label}/rename", dependencies=[ADMIN], responses=CHANGE_ERRORS, summary="Rename or merge a label"
+)
+def rename_label(
+    request: Request, label: str, new_label: Annotated[str, Body(embed=True, description="The new name.")]
+) -> GalleryResult:
+    """Renaming onto a label that exists merges the two."""
+    return _changed(request, op="rename_label", label=label, new_label=new_label)
+
+
+def _changed(request: Request, **fields: Any) -> GalleryResult:
+    """The answer to the gallery command of these fields (a malformed label: 422); 404 when what it
+    names is not there."""
+    answer = context(request).ops.gallery_command(parse_gallery_command(fields))
+    if not answer.ok:
+        raise HTTPException(404, answer.reason or "not found")
+    return answer

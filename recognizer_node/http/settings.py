@@ -1,0 +1,32 @@
+"""The `[recognizer.http]` config section. Imports only pydantic (the config loads it for every command)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from homesec.settings import Section
+
+
+class HttpSettings(Section):
+    """`[recognizer.http]`: the HTTP API (docs/http.md)."""
+
+    enabled: bool = Field(True, description="Serve the HTTP API beside MQTT.")
+    host: str = Field(
+        "127.0.0.1",
+        description="Address to listen on: 0.0.0.0 opens the API to the LAN (use the tokens; see docs/http.md).",
+    )
+    port: int = Field(8470, ge=0, le=65535, description="TCP port (0: any free port).")
+    max_upload_mb: float = Field(
+        10.0, gt=0, description="Larger uploads are refused with 413 (pixels: recognizer.max_image_pixels)."
+    )
+    rate_per_minute: int = Field(
+        600, ge=1, description="Requests a token may make per minute (bursts up to a tenth of it); then 429."
+    )
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1_000_000)
+
+    @property
+    def burst(self) -> int:
+        return max(1, self.rate_per_minute // 10)

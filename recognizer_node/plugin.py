@@ -1,0 +1,43 @@
+"""The recognizer node as the core sees it: its section, its name on the bus, its local commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from homesec import contract
+from homesec.contract import Role
+from homesec.plugins import NodePlugin, SubParsers
+from recognizer_node.settings import RecognizerSettings
+
+
+def node_name(settings: RecognizerSettings) -> str:
+    return contract.node_name(Role.RECOGNIZER, settings.instance)
+
+
+def add_commands(subparsers: SubParsers) -> None:
+    """`homesec models ...`, `homesec faces ...` (their handlers import numpy and onnxruntime late) and
+    `homesec api token ...`."""
+    from recognizer_node.cli import add_commands as add
+    from recognizer_node.http.cli import add_commands as add_api
+
+    add(subparsers)
+    add_api(subparsers)
+
+
+def up_note(settings: RecognizerSettings, data_dir: Path) -> str | None:
+    """The HTTP API's address and admin token (made on the first `homesec up`)."""
+    from recognizer_node.http.up import up_note as http_note
+
+    return http_note(settings.http, data_dir)
+
+
+PLUGIN = NodePlugin(
+    section="recognizer",
+    settings=RecognizerSettings,
+    role=Role.RECOGNIZER,
+    program="recognizer_node",
+    stage=1,
+    node_name=node_name,
+    add_commands=add_commands,
+    up_note=up_note,
+)
