@@ -1,24 +1,49 @@
-"""Accuracy benchmark (prints figures; not a test).
+"""Accuracy benchmark for any folder of photos with one sub-folder per person (prints figures; not a test).
 
-Enrolls `train/<label>/*` of a faces-dev style dataset, probes `test/`, then probes again with
-camera-like frames synthesised from the test photos: each face scaled to 40-80 px wide inside a
-1920x1080 frame, dark exposure, sensor noise, JPEG quality 30-40. Reports detection recall,
-identification (known named right, strangers never named), verification accuracy over (probe face,
-enrolled label) pairs, and a threshold sweep.
+    .venv/bin/python bench/accuracy.py --dataset DIR [--enroll K] [--visits N] [--sizes 30,40,60,80,120]
+        [--no-motion-box] [--no-rotate] [--leave-out NAME ...] [--threshold T] [--margin M]
 
-    .venv/bin/python bench/accuracy.py [DATASET] [--strangers DIR] [--threshold T] [--margin M]
-        [--method max|top2] [--det-max-side N] [--no-refine] [--models-dir DIR]
+The split rule (nothing is read from file names but their order):
+- each sub-folder of DIR is one person; its photos (.jpg .jpeg .png .webp) are sorted by file name;
+- a person with more than K photos (K = `--enroll`, default 1) is enrolled with the first K;
+  the rest are that person's probes;
+- a person with K photos or fewer, or named with `--leave-out`, is never enrolled: a stranger,
+  every photo of theirs a stranger probe;
+- unless `--no-rotate`, each enrolled person's probes are also tried as a stranger's, against the
+  gallery without that person (so every probe photo also measures false names).
+Each photo's largest face is the one that counts: use photos where the person's face is the largest.
 
-DATASET defaults to ../shared/datasets/faces-dev (from the repository root). `--strangers DIR` adds
-photos of people who are never enrolled (one face each) to measure false accepts.
+Each probe photo is pasted into a 1920x1080 frame with its face 30, 40, 60, 80 and 120 px wide
+(`--sizes`), clean (JPEG q90) and dark (under-exposed with a gamma, sensor noise, JPEG q40), as
+`--visits` visits of 3 frames each (a burst: the face moves and scales a little, fresh noise). The
+camera's motion box (the person's outline) is passed with each frame unless `--no-motion-box`.
+
+Figures per size and condition:
+- det: share of frames where the pasted face was found;
+- verification accuracy, TAR and FAR over (probe frame, enrolled label) pairs at the shipped threshold
+  (a face not found, or not used, accepts nothing);
+- per frame: a known face named right / reported unknown / too small or not found; false names
+  (a known face given another label, or a stranger given any);
+- per visit (3 frames): the person named when a frame names them (a wrong name in any frame is a
+  false name), "unknown" when a usable face stayed unnamed, else too small / not found.
+Variants computed on the same frames: `flip` (the embedding of the face averaged with its mirror
+image, in enrollment too), `aug` (each enrollment photo also enrolled as the camera would see it: dark,
+40 and 60 px) and `fused` (per visit, the frames' embeddings averaged with their quality as weight
+before matching). `--dump FILE` writes one JSON line per probe frame (its measures and scores), for
+studying a gate.
+
+For faces-dev: `bench/faces_dev_people.py OUT` lays ../shared/datasets/faces-dev out this way.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import sys
-import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,76 +52,156 @@ from PIL import Image, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from recognizer_node.gallery import Gallery
-from recognizer_node.matching import label_scores
+from recognizer_node.embeddings import unit
+from recognizer_node.matching import decide, label_scores
 from recognizer_node.pipeline import AnalyzedFace, Recognizer
-from recognizer_node.quality import largest_face
+from recognizer_node.quality import is_too_small, largest_face
 from recognizer_node.settings import RecognizerSettings
 
-DEFAULT_DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "faces-dev"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 FRAME_W, FRAME_H = 1920, 1080
-FACE_WIDTHS = (40, 50, 60, 70, 80)
-# test photo -> the people in it, left to right (None: someone never enrolled)
-GROUND_TRUTH: dict[str, list[str | None]] = {
-    "alex_lacamoire1.jpg": ["alex_lacamoire"],
-    "johnsnow_test1.jpg": ["kit_harington"],
-    "kit_with_rose.jpg": ["rose_leslie", "kit_harington"],
-    "lin-manuel-miranda.png": [None],
-    "obama-1080p.jpg": ["obama"],
-    "obama-240p.jpg": ["obama"],
-    "obama1.jpg": ["obama"],
-    "obama3.jpg": ["obama"],
-    "obama_and_biden.jpg": ["biden", "obama", None],
-    "two_people.jpg": ["obama", "biden"],
-}
+SIZES = (30, 40, 60, 80, 120)
+CONDITIONS = ("clean", "dark")
+BURST = 3
 
 
-@dataclass
-class Probe:
-    name: str
-    truth: str | None  # None: a stranger
-    photo: Path
-    box: tuple[int, int, int, int]  # in the clean photo
-    scores: dict[str, dict[str, float | None]] = field(default_factory=dict)  # condition -> label -> score
-    named: dict[str, str | None] = field(default_factory=dict)  # condition -> label given (None: unknown)
+# ------------------------------------------------------------------------------------ dataset
 
 
-# ------------------------------------------------------------------------------------ synthesis
+@dataclass(frozen=True)
+class Split:
+    enroll: dict[str, list[Path]]  # enrolled person -> enrollment photos
+    probes: list[tuple[str, Path]]  # (person, photo); the person may be a stranger
+    strangers: frozenset[str]  # never enrolled
 
 
-def camera_frame(
-    photo: np.ndarray, box: tuple[int, int, int, int], face_w: int, rng: np.random.Generator
-) -> tuple[bytes, tuple[int, int, int, int], tuple[int, int, int, int]]:
-    """A dark, noisy, low-quality 1080p JPEG with the face `face_w` px wide; returns (jpeg, face box, motion box)."""
-    f = face_w / (box[2] - box[0])
-    h, w = photo.shape[:2]
-    small = Image.fromarray(photo).resize(
-        (max(1, round(w * f)), max(1, round(h * f))), Image.Resampling.LANCZOS
+def photos_of(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def split_dataset(dataset: Path, k: int, leave_out: Iterable[str] = ()) -> Split:
+    """The documented rule: first `k` photos (by file name) enroll, the rest probe; a person with
+    `k` photos or fewer, or left out, is a stranger with every photo a probe."""
+    left_out = set(leave_out)
+    enroll: dict[str, list[Path]] = {}
+    probes: list[tuple[str, Path]] = []
+    strangers = set()
+    for person in sorted(p for p in dataset.iterdir() if p.is_dir()):
+        photos = photos_of(person)
+        if not photos:
+            continue
+        if len(photos) > k and person.name not in left_out:
+            enroll[person.name] = photos[:k]
+            probes += [(person.name, p) for p in photos[k:]]
+        else:
+            strangers.add(person.name)
+            probes += [(person.name, p) for p in photos]
+    return Split(enroll, probes, frozenset(strangers))
+
+
+# ---------------------------------------------------------------------------------- synthesis
+
+
+def background(rng: np.random.Generator) -> Image.Image:
+    """A plain door-camera-like scene: a lit gradient with soft blocks (wall, door, hedge) and grain."""
+    x = np.linspace(0, 1, FRAME_W, dtype=np.float32)[None, :, None]
+    y = np.linspace(0, 1, FRAME_H, dtype=np.float32)[:, None, None]
+    base = 70 + 90 * x * (1 - 0.5 * y) + np.zeros((1, 1, 3), np.float32)
+    for _ in range(6):
+        x1, y1 = int(rng.integers(0, FRAME_W - 200)), int(rng.integers(0, FRAME_H - 200))
+        x2, y2 = x1 + int(rng.integers(150, 700)), y1 + int(rng.integers(150, 700))
+        base[y1:y2, x1:x2] = base[y1:y2, x1:x2] * 0.5 + rng.uniform(30, 200, 3).astype(np.float32) * 0.5
+    scene = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(6))
+    return scene
+
+
+def place(
+    photo: Image.Image,
+    face: tuple[int, int, int, int],
+    face_w: float,
+    at: tuple[int, int],
+    scene: Image.Image,
+) -> tuple[Image.Image, tuple[int, int, int, int]]:
+    """The photo's head (3 face widths around it) scaled to `face_w` and pasted with its face's top-left
+    at `at`; returns the frame and the face box in it."""
+    fw = face[2] - face[0]
+    cx1, cy1 = max(0, face[0] - fw), max(0, face[1] - fw)
+    cx2, cy2 = min(photo.width, face[2] + fw), min(photo.height, face[3] + 2 * fw)
+    f = face_w / fw
+    head = photo.crop((cx1, cy1, cx2, cy2))
+    head = head.resize(
+        (max(1, round(head.width * f)), max(1, round(head.height * f))), Image.Resampling.LANCZOS
     )
-    scene = Image.fromarray(photo).resize((FRAME_W, FRAME_H)).filter(ImageFilter.GaussianBlur(12))
-    cx, cy = int(rng.integers(200, FRAME_W - 200)), int(rng.integers(150, FRAME_H - 400))
-    fx1, fy1 = box[0] * f, box[1] * f
-    ox, oy = round(cx - fx1), round(cy - fy1)
-    scene.paste(small, (ox, oy))
-    arr = np.asarray(scene, dtype=np.float32) / 255.0
-    gain = rng.uniform(0.3, 0.45)  # under-exposed
-    arr = 255.0 * gain * arr**1.3 + rng.normal(0, 2.5, arr.shape)  # plus sensor noise
-    frame = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+    ox, oy = round(at[0] - (face[0] - cx1) * f), round(at[1] - (face[1] - cy1) * f)
+    frame = scene.copy()
+    frame.paste(head, (ox, oy))
+    box = (at[0], at[1], round(at[0] + fw * f), round(at[1] + (face[3] - face[1]) * f))
+    return frame, box
+
+
+def degrade(frame: Image.Image, condition: str, rng: np.random.Generator) -> bytes:
+    if condition == "dark":
+        arr = np.asarray(frame, dtype=np.float32) / 255.0
+        gain = rng.uniform(0.30, 0.45)  # under-exposed, crushed shadows, sensor noise
+        arr = 255.0 * gain * arr**1.3 + rng.normal(0, 3.0, arr.shape)
+        frame, quality = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)), 40
+    else:
+        quality = 90
     out = io.BytesIO()
-    frame.save(out, format="JPEG", quality=int(rng.integers(30, 41)))
-    face = (round(fx1) + ox, round(fy1) + oy, round(box[2] * f) + ox, round(box[3] * f) + oy)
+    frame.save(out, format="JPEG", quality=quality)
+    return out.getvalue()
+
+
+def motion_box_of(face: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """What a camera's motion detector reports: the person, from the head down."""
     fw, fh = face[2] - face[0], face[3] - face[1]
-    motion = (
+    return (
         max(0, face[0] - 2 * fw),
         max(0, face[1] - fh),
         min(FRAME_W, face[2] + 2 * fw),
-        min(FRAME_H, face[3] + 5 * fh),
+        min(FRAME_H, face[3] + 6 * fh),
     )
-    return out.getvalue(), face, motion
 
 
-# ----------------------------------------------------------------------------------- evaluation
+def visit_frames(
+    photo: Image.Image, face: tuple[int, int, int, int], face_w: int, condition: str, rng: np.random.Generator
+) -> list[tuple[bytes, tuple[int, int, int, int]]]:
+    """A burst of 3 frames: the face drifts by a few pixels and scales by up to 5 %."""
+    scene = background(rng)
+    x, y = int(rng.integers(200, FRAME_W - 400)), int(rng.integers(100, FRAME_H - 500))
+    out = []
+    for _ in range(BURST):
+        w = face_w * rng.uniform(0.95, 1.05)
+        at = (x + int(rng.integers(-6, 7)), y + int(rng.integers(-4, 5)))
+        frame, box = place(photo, face, w, at, scene)
+        out.append((degrade(frame, condition, rng), box))
+    return out
+
+
+# --------------------------------------------------------------------------------- evaluation
+
+
+@dataclass
+class Seen:
+    """One probe frame: the pasted face as the recognizer saw it."""
+
+    found: bool
+    too_small: bool = False
+    usable: bool = False
+    quality: float = 0.0
+    px: int = 0
+    sharpness: float = 0.0
+    score: float = 0.0
+    ms: float = 0.0  # the recognizer's time for the frame (decode to embedding)
+    embeddings: dict[str, np.ndarray] = field(default_factory=dict)  # variant -> unit embedding
+
+
+@dataclass
+class Visit:
+    person: str
+    size: int
+    condition: str
+    frames: list[Seen]
 
 
 def iou(a: tuple[int, ...], b: tuple[int, ...]) -> float:
@@ -107,223 +212,349 @@ def iou(a: tuple[int, ...], b: tuple[int, ...]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+def embed_variants(rec: Recognizer, face: AnalyzedFace) -> dict[str, np.ndarray]:
+    plain = face.embedding if face.embedding is not None else rec.embed_crop(face.crop)
+    mirrored = rec.embed_crop(np.ascontiguousarray(face.crop[:, ::-1]))
+    return {"plain": plain, "flip": unit(plain + mirrored)}
 
 
-def enroll(rec: Recognizer, gallery: Gallery, train: Path) -> None:
-    for person in sorted(p for p in train.iterdir() if p.is_dir()):
-        for photo in images(person):
-            result = rec.enroll(photo.read_bytes(), person.name, gallery, largest=True, source="bench")
-            if not result.ok:
-                print(f"  enroll {photo.name}: refused ({result.reason})")
+def seen_in(rec: Recognizer, jpeg: bytes, box: tuple[int, int, int, int], motion: bool) -> Seen:
+    analysis = rec.analyze(jpeg, motion_box_of(box) if motion else None)
+    ms = analysis.timings_ms["total"]
+    hits = [f for f in analysis.faces if iou(f.box, box) > 0.3]
+    if not hits:
+        return Seen(False, ms=ms)
+    f = max(hits, key=lambda h: iou(h.box, box))
+    seen = Seen(True, quality=f.quality, px=f.px, sharpness=f.sharpness, score=f.score, ms=ms)
+    if f.rejected is not None:
+        seen.too_small = is_too_small(f.rejected)
+    else:
+        seen.usable, seen.embeddings = True, embed_variants(rec, f)
+    return seen
 
 
-def probes_of(rec: Recognizer, test: Path, strangers: Path | None) -> list[Probe]:
+@dataclass(frozen=True)
+class Gallery:
+    """Per variant: unit rows grouped by label (labels[i] owns rows[starts[i]:starts[i + 1]])."""
+
+    labels: tuple[str, ...]
+    rows: dict[str, np.ndarray]
+    starts: dict[str, np.ndarray]
+
+    def scores(self, embedding: np.ndarray, variant: str, method: str) -> np.ndarray:
+        sims = embedding[None, :] @ self.rows[variant].T
+        return label_scores(sims, self.starts[variant], method)[0]  # type: ignore[arg-type]
+
+
+def probe_variant(variant: str) -> str:
+    """The probe embedding a gallery variant is compared with (`aug` only changes the gallery)."""
+    return "flip" if variant == "flip" else "plain"
+
+
+def degraded_copies(rec: Recognizer, photo: Path, box: tuple[int, int, int, int]) -> list[np.ndarray]:
+    """The enrollment photo as the door camera would see it (dark, 40 and 60 px): embeddings found."""
+    image, out = Image.open(photo).convert("RGB"), []
+    for size in (40, 60):
+        rng = np.random.default_rng([size, len(photo.name)])
+        jpeg, pasted = visit_frames(image, box, size, "dark", rng)[0]
+        seen = seen_in(rec, jpeg, pasted, motion=True)
+        if seen.usable:
+            out.append(seen.embeddings["plain"])
+    return out
+
+
+def enroll(rec: Recognizer, split: Split) -> Gallery:
+    """Each variant's rows: `plain` and `flip` embeddings of the enrollment faces; `aug` adds to the
+    plain ones the same photos degraded to camera conditions."""
+    labels: list[str] = []
+    rows: dict[str, list[np.ndarray]] = defaultdict(list)
+    starts: dict[str, list[int]] = defaultdict(list)
+    for person, photos in sorted(split.enroll.items()):
+        got: dict[str, list[np.ndarray]] = defaultdict(list)
+        for photo in photos:
+            face, reason = rec.pick_for_enrollment(rec.analyze(photo.read_bytes(), embed_all=True), True)
+            if face is None:
+                print(f"  enroll {person}/{photo.name}: refused ({reason})")
+                continue
+            for variant, emb in embed_variants(rec, face).items():
+                got[variant].append(emb)
+            got["aug"] += [got["plain"][-1], *degraded_copies(rec, photo, face.box)]
+        if got:
+            labels.append(person)
+            for variant, embs in got.items():
+                starts[variant].append(len(rows[variant]))
+                rows[variant] += embs
+    return Gallery(
+        tuple(labels),
+        {v: np.stack(r).astype(np.float32) for v, r in rows.items()},
+        {v: np.asarray(st, np.int64) for v, st in starts.items()},
+    )
+
+
+def probe_faces(rec: Recognizer, split: Split) -> list[tuple[str, Image.Image, tuple[int, int, int, int]]]:
     out = []
-    for photo in images(test):
-        faces = sorted(rec.analyze(photo.read_bytes(), embed_all=True).faces, key=lambda f: f.box[0])
-        truth = GROUND_TRUTH.get(photo.name)
-        if truth is None or len(truth) != len(faces):
-            print(f"  skip {photo.name}: {len(faces)} faces found, ground truth {truth}")
-            continue
-        out += [
-            Probe(f"{photo.name}#{i}", t, photo, f.box)
-            for i, (t, f) in enumerate(zip(truth, faces, strict=True))
-        ]
-    for photo in images(strangers) if strangers else []:
+    for person, photo in split.probes:
         faces = rec.analyze(photo.read_bytes(), embed_all=True).faces
-        if faces:
-            out.append(Probe(f"stranger/{photo.name}", None, photo, largest_face(faces).box))
+        if not faces:
+            print(f"  probe {person}/{photo.name}: no face found, skipped")
+            continue
+        out.append((person, Image.open(photo).convert("RGB"), largest_face(faces).box))
     return out
 
 
-def record(
-    rec: Recognizer, gallery: Gallery, probe: Probe, condition: str, face: AnalyzedFace | None
-) -> None:
-    matrix = gallery.matrix(rec.embedder_id)
-    if face is None or face.embedding is None or face.rejected is not None:
-        probe.scores[condition] = {label: None for label in matrix.labels}
-        probe.named[condition] = None
-        return
-    sims = face.embedding[None, :] @ matrix.embeddings.T
-    scores = label_scores(sims, matrix.starts, rec.settings.match_method)[0]
-    probe.scores[condition] = {label: float(s) for label, s in zip(matrix.labels, scores, strict=True)}
-    match = rec.match(_single(face), gallery).faces[0]
-    probe.named[condition] = match.label
-
-
-def _single(face: AnalyzedFace):  # type: ignore[no-untyped-def]
-    from recognizer_node.pipeline import Analysis
-
-    return Analysis(0, 0, [face], {})
-
-
-def run_probes(rec: Recognizer, gallery: Gallery, probes: list[Probe]) -> dict[str, int]:
-    found = {"degraded": 0, "degraded+motion": 0, "frames": 0}
-    for n, probe in enumerate(probes):
-        data = probe.photo.read_bytes()
-        clean = [f for f in rec.analyze(data).faces if iou(f.box, probe.box) > 0.5]
-        record(rec, gallery, probe, "clean", clean[0] if clean else None)
-        photo = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-        for face_w in FACE_WIDTHS:
-            rng = np.random.default_rng([n, face_w])
-            jpeg, box, motion = camera_frame(photo, probe.box, face_w, rng)
-            found["frames"] += 1
-            for condition, mbox in (("degraded", None), ("degraded+motion", motion)):
-                hits = [f for f in rec.analyze(jpeg, mbox).faces if iou(f.box, box) > 0.3]
-                found[condition] += bool(hits)
-                record(rec, gallery, probe, f"{condition}@{face_w}", hits[0] if hits else None)
-    return found
-
-
-def conditions(probes: list[Probe], prefix: str) -> list[str]:
-    return sorted({c for p in probes for c in p.scores if c == prefix or c.startswith(prefix + "@")})
-
-
-def verification(probes: list[Probe], prefix: str, threshold: float) -> tuple[float, float, float, int]:
-    """(accuracy, true accept rate, false accept rate, pairs) over probe face x enrolled label pairs."""
-    right = genuine = impostor = accepted_genuine = accepted_impostor = 0
-    for p in probes:
-        for c in conditions([p], prefix):
-            for label, score in p.scores[c].items():
-                accept = score is not None and score >= threshold
-                if label == p.truth:
-                    genuine += 1
-                    accepted_genuine += accept
-                else:
-                    impostor += 1
-                    accepted_impostor += accept
-                right += accept == (label == p.truth)
-    total = genuine + impostor
-    return (
-        right / max(total, 1),
-        accepted_genuine / max(genuine, 1),
-        accepted_impostor / max(impostor, 1),
-        total,
-    )
-
-
-def identification(probes: list[Probe], prefix: str) -> str:
-    known_right = known = wrong = strangers = strangers_named = 0
-    for p in probes:
-        for c in conditions([p], prefix):
-            named = p.named[c]
-            if p.truth is None:
-                strangers += 1
-                strangers_named += named is not None
-            else:
-                known += 1
-                known_right += named == p.truth
-                wrong += named is not None and named != p.truth
-    return (
-        f"known named right {known_right}/{known} ({100 * known_right / max(known, 1):.1f}%), "
-        f"named wrong {wrong}, strangers named {strangers_named}/{strangers}"
-    )
-
-
-def report(probes: list[Probe], found: dict[str, int], threshold: float) -> None:
-    frames = found["frames"]
-    print(
-        f"\ndetection recall on camera-like frames ({frames} frames, faces {FACE_WIDTHS[0]}-{FACE_WIDTHS[-1]} px):"
-    )
-    for c in ("degraded", "degraded+motion"):
-        print(f"  {c:16s} {found[c]}/{frames} ({100 * found[c] / max(frames, 1):.1f}%)")
-    print(f"\nat threshold {threshold}:")
-    for prefix in ("clean", "degraded", "degraded+motion"):
-        acc, tar, far, n = verification(probes, prefix, threshold)
-        print(
-            f"  {prefix:16s} verification accuracy {100 * acc:.2f}% ({n} pairs; TAR {100 * tar:.1f}%, "
-            f"FAR {100 * far:.2f}%); {identification(probes, prefix)}"
-        )
-    print("\nper face width (degraded, no motion box):")
-    for w in FACE_WIDTHS:
-        acc, tar, far, n = verification(probes, f"degraded@{w}", threshold)
-        print(
-            f"  {w:3d} px: accuracy {100 * acc:.2f}%, TAR {100 * tar:.1f}%, FAR {100 * far:.2f}% ({n} pairs)"
-        )
-    print("\nthreshold sweep (verification accuracy / TAR / FAR):")
-    for t in np.arange(0.20, 0.61, 0.05):
-        cells = []
-        for prefix in ("clean", "degraded", "degraded+motion"):
-            acc, tar, far, _ = verification(probes, prefix, float(t))
-            cells.append(f"{prefix} {100 * acc:5.1f}/{100 * tar:5.1f}/{100 * far:4.1f}")
-        print(f"  {t:.2f}: " + "   ".join(cells))
-    print("\nscore distributions (per probe face x enrolled label):")
-    for prefix in ("clean", "degraded", "degraded+motion"):
-        gen, imp = scores(probes, prefix, genuine=True), scores(probes, prefix, genuine=False)
-        print(
-            f"  {prefix:16s} genuine min {min(gen, default=np.nan):.3f} p5 {_pct(gen, 5):.3f} "
-            f"median {_pct(gen, 50):.3f} (n={len(gen)});  impostor max {max(imp, default=np.nan):.3f} "
-            f"p99 {_pct(imp, 99):.3f} (n={len(imp)})"
-        )
-    print("\ngenuine label minus best other label (the margin's view):")
-    for prefix in ("clean", "degraded", "degraded+motion"):
-        g = gaps(probes, prefix)
-        print(f"  {prefix:16s} min {min(g, default=np.nan):.3f}, median {_pct(g, 50):.3f} (n={len(g)})")
-
-
-def gaps(probes: list[Probe], prefix: str) -> list[float]:
-    """Per known probe: its true label's score minus the best other label's (what the margin sees)."""
+def collect(rec: Recognizer, split: Split, sizes: tuple[int, ...], visits: int, motion: bool) -> list[Visit]:
     out = []
-    for p in probes:
-        for c in conditions([p], prefix):
-            own = p.scores[c].get(p.truth or "")
-            others = [s for label, s in p.scores[c].items() if label != p.truth and s is not None]
-            if p.truth is not None and own is not None and others:
-                out.append(own - max(others))
+    for n, (person, photo, box) in enumerate(probe_faces(rec, split)):
+        for size in sizes:
+            for c, condition in enumerate(CONDITIONS):
+                for v in range(visits):
+                    rng = np.random.default_rng([n, size, c, v])
+                    frames = visit_frames(photo, box, size, condition, rng)
+                    out.append(
+                        Visit(person, size, condition, [seen_in(rec, j, b, motion) for j, b in frames])
+                    )
     return out
 
 
-def scores(probes: list[Probe], prefix: str, genuine: bool) -> list[float]:
-    return [
-        s
-        for p in probes
-        for c in conditions([p], prefix)
-        for label, s in p.scores[c].items()
-        if s is not None and (label == p.truth) == genuine
-    ]
+# ----------------------------------------------------------------------------------- decisions
 
 
-def _pct(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else float("nan")
+@dataclass
+class Tally:
+    frames: int = 0
+    found: int = 0
+    pairs: int = 0
+    right_pairs: int = 0
+    genuine: int = 0
+    genuine_accepted: int = 0
+    impostor: int = 0
+    impostor_accepted: int = 0
+    known_frames: int = 0
+    known_named: int = 0
+    known_unknown: int = 0  # a usable face of an enrolled person left unnamed: a false alert
+    known_small: int = 0
+    stranger_frames: int = 0
+    false_names: int = 0
+    visits_known: int = 0
+    visits_known_named: int = 0
+    visits_known_unknown: int = 0
+    visits_stranger: int = 0
+    visits_false_names: int = 0
+    genuine_scores: list[float] = field(default_factory=list)
+    ms: list[float] = field(default_factory=list)
+    impostor_scores: list[float] = field(default_factory=list)
+
+    def pct(self, a: int, b: int) -> str:
+        return f"{100 * a / b:5.1f}" if b else "   - "
+
+
+@dataclass(frozen=True)
+class Rules:
+    threshold: float
+    margin: float
+    method: str
+
+
+def judge(
+    embedding: np.ndarray | None, gallery: Gallery, drop: str | None, variant: str, rules: Rules
+) -> tuple[np.ndarray | None, tuple[str, ...], str | None]:
+    """(per-label scores over the labels kept, those labels, the name given or None)."""
+    keep = [i for i, label in enumerate(gallery.labels) if label != drop]
+    labels = tuple(gallery.labels[i] for i in keep)
+    if embedding is None:
+        return None, labels, None
+    scores = gallery.scores(embedding, variant, rules.method)[keep]
+    (match,) = decide(scores[None, :], labels, rules.threshold, rules.margin)
+    return scores, labels, match.label
+
+
+def tally_visit(
+    t: Tally, visit: Visit, truth: str | None, gallery: Gallery, variant: str, fused: bool, rules: Rules
+) -> None:
+    """`truth` None: the visitor is a stranger to this gallery (their own label, if any, dropped)."""
+    drop = visit.person if truth is None else None
+    names = []
+    unnamed_usable = False
+    for seen in visit.frames:
+        t.frames += 1
+        t.ms.append(seen.ms)
+        t.found += seen.found
+        scores, labels, name = judge(
+            seen.embeddings.get(probe_variant(variant)), gallery, drop, variant, rules
+        )
+        for i, label in enumerate(labels):
+            accept = scores is not None and scores[i] >= rules.threshold
+            genuine = label == truth
+            t.pairs += 1
+            t.right_pairs += accept == genuine
+            if scores is not None:
+                (t.genuine_scores if genuine else t.impostor_scores).append(float(scores[i]))
+            if genuine:
+                t.genuine += 1
+                t.genuine_accepted += accept
+            else:
+                t.impostor += 1
+                t.impostor_accepted += accept
+        if truth is None:
+            t.stranger_frames += 1
+        else:
+            t.known_frames += 1
+            t.known_named += name == truth
+            t.known_unknown += seen.usable and name is None
+            t.known_small += not seen.usable
+        t.false_names += name is not None and name != truth
+        names.append(name)
+        unnamed_usable |= seen.usable and name is None
+    if fused:
+        names, unnamed_usable = fused_names(visit, gallery, drop, variant, rules)
+    named = {n for n in names if n is not None}
+    wrong = bool(named - {truth})
+    if truth is None:
+        t.visits_stranger += 1
+    else:
+        t.visits_known += 1
+        t.visits_known_named += truth in named and not wrong
+        t.visits_known_unknown += not named and unnamed_usable
+    t.visits_false_names += wrong
+
+
+def fused_names(
+    visit: Visit, gallery: Gallery, drop: str | None, variant: str, rules: Rules
+) -> tuple[list[str | None], bool]:
+    usable = [s for s in visit.frames if s.usable]
+    if not usable:
+        return [], False
+    mean = unit(np.sum([s.quality * s.embeddings[probe_variant(variant)] for s in usable], axis=0))
+    _, _, name = judge(mean, gallery, drop, variant, rules)
+    return [name], name is None
+
+
+def evaluate(
+    visits: list[Visit], gallery: Gallery, split: Split, rotate: bool, variant: str, fused: bool, rules: Rules
+) -> dict[tuple[int, str], Tally]:
+    out: dict[tuple[int, str], Tally] = defaultdict(Tally)
+    enrolled = set(gallery.labels)
+    for visit in visits:
+        t = out[(visit.size, visit.condition)]
+        if visit.person in enrolled:
+            tally_visit(t, visit, visit.person, gallery, variant, fused, rules)
+            if rotate:
+                tally_visit(t, visit, None, gallery, variant, fused, rules)
+        else:
+            tally_visit(t, visit, None, gallery, variant, fused, rules)
+    return out
+
+
+# -------------------------------------------------------------------------------------- report
+
+
+def print_table(title: str, tallies: dict[tuple[int, str], Tally]) -> None:
+    print(f"\n{title}")
+    print(
+        "  size cond  | det % | verif % TAR %  FAR % | frame: named unknown small/none false | "
+        "visit: named unknown false (visits known/stranger) | genuine min p5, impostor max | ms"
+    )
+    for (size, cond), t in sorted(tallies.items()):
+        print(
+            f"  {size:4d} {cond:5s} | {t.pct(t.found, t.frames)} | {t.pct(t.right_pairs, t.pairs)} "
+            f"{t.pct(t.genuine_accepted, t.genuine)} {t.pct(t.impostor_accepted, t.impostor)} | "
+            f"{t.pct(t.known_named, t.known_frames)} {t.pct(t.known_unknown, t.known_frames)}   "
+            f"{t.pct(t.known_small, t.known_frames)}    {t.false_names:4d} | "
+            f"{t.pct(t.visits_known_named, t.visits_known)} {t.pct(t.visits_known_unknown, t.visits_known)}   "
+            f"{t.visits_false_names:4d}  ({t.visits_known}/{t.visits_stranger}) | {spread(t)} | {np.median(t.ms):.0f}"
+        )
+
+
+def spread(t: Tally) -> str:
+    g, i = t.genuine_scores, t.impostor_scores
+    if not g or not i:
+        return "-"
+    return f"{min(g):.3f} {np.percentile(g, 5):.3f}, {max(i):.3f}"
+
+
+def dump(path: Path, visits: list[Visit], gallery: Gallery, rules: Rules) -> None:
+    """Per frame: what was measured and the scores, to study a gate (own: the person's own label)."""
+    with path.open("w") as out:
+        for visit in visits:
+            for seen in visit.frames:
+                row = {"person": visit.person, "size": visit.size, "condition": visit.condition}
+                row |= {
+                    k: getattr(seen, k)
+                    for k in ("found", "too_small", "usable", "quality", "px", "sharpness", "score", "ms")
+                }
+                for variant, emb in seen.embeddings.items():
+                    scores = dict(
+                        zip(
+                            gallery.labels,
+                            map(float, gallery.scores(emb, variant, rules.method)),
+                            strict=True,
+                        )
+                    )
+                    row[f"own_{variant}"] = scores.pop(visit.person, None)
+                    row[f"other_{variant}"] = max(scores.values(), default=None)
+                out.write(json.dumps(row) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("dataset", nargs="?", type=Path, default=DEFAULT_DATASET)
-    parser.add_argument("--strangers", type=Path, help="folder of photos of people never enrolled")
+    parser.add_argument("--dataset", type=Path, required=True, help="one sub-folder of photos per person")
+    parser.add_argument("--enroll", type=int, default=1, help="photos per person used for enrollment")
+    parser.add_argument("--leave-out", action="append", default=[], help="a person never enrolled")
+    parser.add_argument("--no-rotate", action="store_true", help="do not reuse probes as strangers'")
+    parser.add_argument("--visits", type=int, default=2, help="visits per probe photo, size and condition")
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="face widths in px")
+    parser.add_argument("--no-motion-box", action="store_true", help="frames come without a motion box")
     parser.add_argument("--models-dir", type=Path, default=Path(".homesec-data/models"))
     parser.add_argument("--threshold", type=float)
     parser.add_argument("--margin", type=float)
-    parser.add_argument("--method", choices=["max", "top2"])
+    parser.add_argument("--min-face-px", type=int)
+    parser.add_argument("--dim-min-face-px", type=int)
     parser.add_argument("--det-max-side", type=int)
-    parser.add_argument("--no-refine", action="store_true")
+    parser.add_argument("--roi-max-side", type=int)
+    parser.add_argument("--roi-max-upscale", type=float)
+    parser.add_argument("--dump", type=Path, help="write one JSON line per probe frame here")
+    parser.add_argument(
+        "--variants",
+        default="plain,flip,aug,fused",
+        help="plain, flip, aug, and each +fused (or fused alone)",
+    )
     args = parser.parse_args(argv)
     overrides = {
         k: v
         for k, v in {
             "match_threshold": args.threshold,
             "match_margin": args.margin,
-            "match_method": args.method,
+            "min_face_px": args.min_face_px,
+            "dim_min_face_px": args.dim_min_face_px,
             "det_max_side": args.det_max_side,
+            "roi_max_side": args.roi_max_side,
+            "roi_max_upscale": args.roi_max_upscale,
         }.items()
         if v is not None
     }
-    settings = RecognizerSettings(models_dir=args.models_dir, refine=not args.no_refine, **overrides)
-    print(f"settings: {settings.model_dump(exclude_defaults=True, mode='json')}")
+    settings = RecognizerSettings(models_dir=args.models_dir, **overrides)
     rec = Recognizer(settings, Path(".homesec-data"))
-    with tempfile.TemporaryDirectory() as tmp, Gallery(Path(tmp) / "gallery.sqlite3") as gallery:
-        enroll(rec, gallery, args.dataset / "train")
-        print(f"enrolled: {gallery.labels()}")
-        probes = probes_of(rec, args.dataset / "test", args.strangers)
-        print(
-            f"probes: {sum(p.truth is not None for p in probes)} known faces, {sum(p.truth is None for p in probes)} strangers"
-        )
-        found = run_probes(rec, gallery, probes)
-        report(probes, found, settings.match_threshold)
+    split = split_dataset(args.dataset, args.enroll, args.leave_out)
+    gallery = enroll(rec, split)
+    print(f"gallery: {', '.join(gallery.labels)}; strangers: {', '.join(sorted(split.strangers)) or '-'}")
+    print(f"settings: {settings.model_dump(exclude_defaults=True, mode='json')}")
+    print(
+        f"probe photos: {len(split.probes)}; threshold {settings.match_threshold}, margin {settings.match_margin}"
+    )
+    t0 = time.perf_counter()
+    sizes = tuple(int(s) for s in args.sizes.split(","))
+    visits = collect(rec, split, sizes, args.visits, not args.no_motion_box)
+    n = sum(len(v.frames) for v in visits)
+    print(f"{n} frames in {time.perf_counter() - t0:.0f} s; motion box: {not args.no_motion_box}")
+    rules = Rules(settings.match_threshold, settings.match_margin, settings.match_method)
+    if args.dump:
+        dump(args.dump, visits, gallery, rules)
+    for name in args.variants.split(","):
+        variant = name.removesuffix("+fused").removesuffix("fused") or "plain"
+        tallies = evaluate(visits, gallery, split, not args.no_rotate, variant, "fused" in name, rules)
+        print_table(f"variant {name}", tallies)
     return 0
 
 

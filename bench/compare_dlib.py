@@ -1,7 +1,7 @@
 """Side by side with the `face_recognition` library (dlib) on faces-dev (prints tables; not a test).
 
     .venv/bin/python bench/compare_dlib.py --dlib-python /tmp/frvenv/bin/python [DATASET] [--runs 3]
-        [--cnn-runs 1] [--no-cnn] [--no-frames] [--models-dir DIR]
+        [--cnn-runs 1] [--no-cnn] [--no-frames] [--whole-runs 3] [--models-dir DIR]
 
 face_recognition is not a project dependency, so its side runs in a venv of its own:
     python3 -m venv /tmp/frvenv && /tmp/frvenv/bin/pip install dlib-bin face_recognition_models \\
@@ -13,13 +13,16 @@ Speed: decode + detection + encoding of every face per test/ image, median of `-
 warm-up image. face_recognition with its defaults (upsample 1, 'small' 5-point landmarks, 1 jitter), HOG
 and CNN detectors (CNN: `--cnn-runs`, it takes minutes per pass on a CPU); homesec's Recognizer.analyze
 with 1 and 2 onnxruntime threads.
-Accuracy, bench/accuracy.py's protocol: enroll the largest face of each train/<label>/ photo; probe
-test/ (faces left to right against its GROUND_TRUTH; an image whose face count differs is skipped for
-that library); then camera-like frames made from each probe face by bench/accuracy.camera_frame (face
+Accuracy: enroll the largest face of each train/<label>/ photo; probe
+test/ (faces left to right against GROUND_TRUTH below; an image whose face count differs is skipped for
+that library); then camera-like frames made from each probe face by camera_frame (face
 40-80 px wide in a dark, noisy 1920x1080 JPEG of quality 30-40), where the face counts as found when a
 detection's centre falls inside its box. homesec names faces as its service does (its threshold and
 margin); face_recognition names the nearest enrollment when its distance is <= 0.6 (its default
 tolerance), as its examples do. CNN is not run on the frames (about 85 s per 1080p frame here).
+Whole run (`--whole-runs N`, default 3; 0 skips it): 16 of those frames, every probe face at one of
+the widths, embedded by one process start to exit, start-up and model loading included:
+`homesec faces embed --json` against a face_recognition process (HOG) doing the same; runs alternate.
 """
 
 from __future__ import annotations
@@ -39,6 +42,22 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATASET = REPO.parent / "shared" / "datasets" / "faces-dev"
 SUFFIXES = {".jpg", ".jpeg", ".png"}
 TOLERANCE = 0.6
+FACE_WIDTHS = (40, 50, 60, 70, 80)
+FRAME_W, FRAME_H = 1920, 1080
+WHOLE_RUN_FRAMES = 16
+# faces-dev's test/ photos: who each face is, left to right (None: not enrolled)
+GROUND_TRUTH: dict[str, list[str | None]] = {
+    "alex_lacamoire1.jpg": ["alex_lacamoire"],
+    "johnsnow_test1.jpg": ["kit_harington"],
+    "kit_with_rose.jpg": ["rose_leslie", "kit_harington"],
+    "lin-manuel-miranda.png": [None],
+    "obama-1080p.jpg": ["obama"],
+    "obama-240p.jpg": ["obama"],
+    "obama1.jpg": ["obama"],
+    "obama3.jpg": ["obama"],
+    "obama_and_biden.jpg": ["biden", "obama", None],
+    "two_people.jpg": ["obama", "biden"],
+}
 
 Faces = list[dict[str, Any]]  # {"box": [x1, y1, x2, y2], "enc": [128 floats]}
 Named = dict[str, Any]  # {"label": str | None, "score": float | None, "why": str | None}
@@ -93,6 +112,41 @@ def worker(dataset: Path, model: str, runs: int, frames: Path | None) -> dict[st
             p.name: dict(zip(("faces", "ms"), faces_of(p)[:2], strict=True)) for p in images(frames)
         }
     return out
+
+
+def embed_files(files: list[str]) -> None:
+    """The dlib side of the whole run: what `homesec faces embed` does, with face_recognition."""
+    import face_recognition as fr
+
+    for path in files:
+        img = fr.load_image_file(path)
+        print(json.dumps({"path": path, "faces": len(fr.face_encodings(img, fr.face_locations(img)))}))
+
+
+def whole_runs(dlib_python: str, models_dir: Path, files: list[Path], runs: int) -> dict[str, list[float]]:
+    """Wall seconds of one process embedding every file, start-up and model loading included."""
+    homesec = Path(sys.executable).parent / "homesec"
+    cmds = {
+        "homesec faces embed": [str(homesec), "faces", "embed", "--json", "--models-dir", str(models_dir)],
+        "face_recognition HOG": [dlib_python, __file__, "--embed-files"],
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in cmds}
+    for _ in range(runs):  # alternate: other work on the machine slows both alike
+        for name, cmd in cmds.items():
+            t0 = time.perf_counter()
+            subprocess.run([*cmd, *map(str, files)], capture_output=True, check=True, timeout=1800)
+            seconds[name].append(time.perf_counter() - t0)
+    return seconds
+
+
+def report_whole_runs(seconds: dict[str, list[float]], n_files: int) -> None:
+    runs = len(next(iter(seconds.values())))
+    print(f"\nwhole run: one process embeds {n_files} camera-like 1080p frames (s; median / best of {runs})")
+    medians = {name: statistics.median(s) for name, s in seconds.items()}
+    for name, s in seconds.items():
+        print(f"  {name:22s} {medians[name]:7.2f} / {min(s):6.2f}")
+    (hs, hs_s), (fr, fr_s) = medians.items()
+    print(f"  {fr} / {hs}: {fr_s / hs_s:.1f}x (medians), {min(seconds[fr]) / min(seconds[hs]):.1f}x (best)")
 
 
 def run_worker(python: str, dataset: Path, model: str, runs: int, frames: Path | None) -> dict[str, Any]:
@@ -167,16 +221,51 @@ def homesec_named(m: Any) -> Named:
     return {"label": m.label, "score": m.similarity, "why": m.face.rejected}
 
 
+def camera_frame(
+    photo: Any, box: tuple[int, int, int, int], face_w: int, rng: Any
+) -> tuple[bytes, tuple[int, int, int, int], tuple[int, int, int, int]]:
+    """A dark, noisy, low-quality 1080p JPEG with the face `face_w` px wide: (jpeg, face box, motion box)."""
+    import io
+
+    import numpy as np
+    from PIL import Image, ImageFilter
+
+    f = face_w / (box[2] - box[0])
+    h, w = photo.shape[:2]
+    small = Image.fromarray(photo).resize(
+        (max(1, round(w * f)), max(1, round(h * f))), Image.Resampling.LANCZOS
+    )
+    scene = Image.fromarray(photo).resize((FRAME_W, FRAME_H)).filter(ImageFilter.GaussianBlur(12))
+    cx, cy = int(rng.integers(200, FRAME_W - 200)), int(rng.integers(150, FRAME_H - 400))
+    fx1, fy1 = box[0] * f, box[1] * f
+    ox, oy = round(cx - fx1), round(cy - fy1)
+    scene.paste(small, (ox, oy))
+    arr = np.asarray(scene, dtype=np.float32) / 255.0
+    gain = rng.uniform(0.3, 0.45)  # under-exposed
+    arr = 255.0 * gain * arr**1.3 + rng.normal(0, 2.5, arr.shape)  # plus sensor noise
+    out = io.BytesIO()
+    Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(
+        out, format="JPEG", quality=int(rng.integers(30, 41))
+    )
+    face = (round(fx1) + ox, round(fy1) + oy, round(box[2] * f) + ox, round(box[3] * f) + oy)
+    fw, fh = face[2] - face[0], face[3] - face[1]
+    motion = (
+        max(0, face[0] - 2 * fw),
+        max(0, face[1] - fh),
+        min(FRAME_W, face[2] + 2 * fw),
+        min(FRAME_H, face[3] + 5 * fh),
+    )
+    return out.getvalue(), face, motion
+
+
 def make_frames(
     rec: Any, dataset: Path, truth: dict[str, list[str | None]], out: Path
 ) -> list[dict[str, Any]]:
-    """Camera-like 1080p frames of every probe face, as bench/accuracy.py makes them (same seeds)."""
+    """Camera-like 1080p frames of every probe face (`camera_frame`, fixed seeds)."""
     import io
 
     import numpy as np
     from PIL import Image
-
-    from bench.accuracy import FACE_WIDTHS, camera_frame
 
     frames, n = [], 0
     for p in images(dataset / "test"):
@@ -296,7 +385,7 @@ def report_accuracy(
         (f"fr {m.upper()}", r["enrolled"], r["refused"], r["test"], f"nearest, distance <= {TOLERANCE}")
         for m, r in named.items()
     ]
-    print("\naccuracy on test/ photos (bench/accuracy.py ground truth)")
+    print("\naccuracy on test/ photos (GROUND_TRUTH)")
     for lib, enrolled, refused, test, rule in rows:
         pairs: list[tuple[str | None, Named | None]] = []
         skipped = []
@@ -359,24 +448,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models-dir", type=Path, default=REPO / ".homesec-data" / "models")
     parser.add_argument("--worker", choices=["hog", "cnn"], help=argparse.SUPPRESS)
     parser.add_argument("--frames-dir", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--embed-files", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--whole-runs", type=int, default=3, help="0: skip the whole-run timing")
     args = parser.parse_args(argv)
+    if args.embed_files:
+        embed_files(args.embed_files)
+        return 0
     if args.worker:
         print(json.dumps(worker(args.dataset, args.worker, args.runs, args.frames_dir)))
         return 0
     if not args.dlib_python:
         parser.error("--dlib-python is required (see the install lines above)")
     sys.path.insert(0, str(REPO))
-    from bench.accuracy import GROUND_TRUTH
-
     with tempfile.TemporaryDirectory(prefix="homesec-dlib-") as tmp:
         frames_dir = None if args.no_frames else Path(tmp)
         hs = homesec_side(args.dataset, args.models_dir, args.runs, frames_dir, GROUND_TRUTH)
         dl = {"hog": run_worker(args.dlib_python, args.dataset, "hog", args.runs, frames_dir)}
         if not args.no_cnn:
             dl["cnn"] = run_worker(args.dlib_python, args.dataset, "cnn", args.cnn_runs, None)
+        frames = [Path(tmp) / fr["file"] for fr in hs["frame_list"]]
+        picked = frames[:: max(1, len(frames) // WHOLE_RUN_FRAMES)][:WHOLE_RUN_FRAMES]  # every face, spread
+        run_whole = picked and args.whole_runs > 0
+        whole = whole_runs(args.dlib_python, args.models_dir, picked, args.whole_runs) if run_whole else {}
     runs = {"homesec": args.runs, "HOG": args.runs} | ({} if args.no_cnn else {"CNN": args.cnn_runs})
     report_speed(hs, dl, args.dataset, runs)
     report_accuracy(hs, dl, GROUND_TRUTH, len(train_photos(args.dataset)))
+    if whole:
+        report_whole_runs(whole, len(picked))
     return 0
 
 

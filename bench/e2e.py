@@ -47,6 +47,7 @@ sys.path.insert(0, str(REPO))
 from homesec.broker import MosquittoProcess, free_port, prepare_local_broker  # noqa: E402
 from homesec.contract import META_PROPERTY, Role, SnapshotMeta, Topics, meta_property  # noqa: E402
 from tests.fake_telegram import CHAT, TOKEN, FakeTelegram  # noqa: E402
+from tests.mqtt_helpers import harness_accounts  # noqa: E402
 
 T = Topics()
 STRANGER = sorted((REPO / "demo" / "camera").glob("2-stranger-*.jpg"))[-8:]  # standing at the door
@@ -72,7 +73,7 @@ class Viewer:
         self.seen: list[Seen] = []
         self._cond = threading.Condition()
         self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        self.client.username_pw_set(str(Role.VIEWER), password)
+        self.client.username_pw_set("observer", password)
         ready = threading.Event()
         self.client.on_connect = lambda c, _u, _f, _rc, _p: c.subscribe(f"{T.prefix}/#", qos=1)
         self.client.on_subscribe = lambda *_: ready.set()
@@ -125,7 +126,8 @@ class System:
     def __init__(self, workdir: Path, models_dir: Path) -> None:
         workdir.mkdir(parents=True)
         self.workdir, self.port = workdir, free_port()
-        self.files = prepare_local_broker(workdir / "data", self.port)
+        # The harness's accounts too: an observer that may read snapshots, a camera user for any id.
+        self.files = prepare_local_broker(workdir / "data", self.port, extra=harness_accounts(T.prefix))
         self.broker = MosquittoProcess(self.files.conf, self.port, workdir / "mosquitto.log")
         self.telegram: FakeTelegram | None = None
         self.viewer: Viewer | None = None
@@ -150,7 +152,7 @@ class System:
                 HOMESEC_NOTIFIER__ALLOWED_CHAT_IDS=f"[{CHAT}]",
                 HOMESEC_NOTIFIER__POLL_TIMEOUT_S="1",
             )
-        self.viewer = Viewer(self.port, self.files.passwords[str(Role.VIEWER)])
+        self.viewer = Viewer(self.port, self.files.passwords["observer"])
         return self
 
     def spawn(self, name: str, module: str, node: str, **env: str) -> subprocess.Popen[bytes]:

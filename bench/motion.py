@@ -93,9 +93,11 @@ def bench_latency(trials: int, size: Size, fps: float, sample_rate: float, workd
     from homesec.bus import MqttBus
     from homesec.contract import Role, Topics
     from homesec.settings import MqttSettings
+    from tests.mqtt_helpers import harness_accounts
 
     port = free_port()
-    files = prepare_local_broker(workdir, port)
+    # The harness's observer reads snapshots (the deployment's viewer may not).
+    files = prepare_local_broker(workdir, port, extra=harness_accounts("homesec"))
     broker = MosquittoProcess(files.conf, port, workdir / "mosquitto.log")
     broker.start()
 
@@ -106,7 +108,7 @@ def bench_latency(trials: int, size: Size, fps: float, sample_rate: float, workd
     arrivals: queue.Queue[tuple[str, float]] = queue.Queue()
     # A plain subscriber (the viewer role may only read, so no availability messages from it).
     viewer = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    viewer.username_pw_set(str(Role.VIEWER), files.passwords[str(Role.VIEWER)])
+    viewer.username_pw_set("observer", files.passwords["observer"])
     viewer.on_message = lambda _c, _u, msg: arrivals.put((msg.topic, time.perf_counter()))
     viewer.on_connect = lambda c, _u, _f, _rc, _p: c.subscribe(
         [(topics.snapshot("bench"), 1), (topics.motion("bench"), 1)]

@@ -1,13 +1,16 @@
 """Speed benchmark (prints figures; not a test).
 
 ms per stage and snapshots/s for synthetic 640x480 and 1920x1080 JPEG snapshots with 1 and 3 faces,
-with 1 and 2 onnxruntime threads; then matching time against galleries of random embeddings.
+with 1 and 2 onnxruntime threads; the embedder alone (one face, three faces in one inference, three
+one by one); then matching time against galleries of random embeddings.
 
-    .venv/bin/python bench/recognizer.py [--models-dir DIR] [--runs N] [--gallery-sizes 10,10000,...]
+    .venv/bin/python bench/recognizer.py [--models-dir DIR [--models-dir DIR2]] [--runs N]
+        [--gallery-sizes 10,10000,...] [--skip-pipeline] [--skip-embedder]
 
 Faces are cut from tests/data/faces and pasted at a door-camera scale (1080p: 120 px wide,
 480p: 60 px) on a noisy background, JPEG quality 85. Figures are medians after warm-up, plus the
-best total (the run least disturbed by other work on the machine).
+best total (the run least disturbed by other work on the machine). With two `--models-dir` (say, an
+older install kept aside), their runs alternate, so that other work on the machine slows both alike.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from recognizer_node.embeddings import unit
 from recognizer_node.matching import GalleryMatrix, match_embeddings
 from recognizer_node.pipeline import Recognizer
 from recognizer_node.settings import RecognizerSettings
+from recognizer_node.sface import SFace
 
 FACES = Path(__file__).resolve().parents[1] / "tests" / "data" / "faces"
 # (photo, face box in it) for the three people pasted into the frames
@@ -56,26 +60,69 @@ def frame(width: int, height: int, n_faces: int, face_w: int, seed: int = 0) -> 
     return out.getvalue()
 
 
-def bench_pipeline(models_dir: Path, runs: int) -> None:
+def bench_pipeline(models_dirs: list[Path], runs: int) -> None:
     print(f"pipeline (median of {runs} runs after 3 warm-up; ms)")
     header = "  size       faces thr  " + " ".join(f"{s:>11s}" for s in STAGES) + "   snap/s  best total"
-    print(header)
+    print(header + ("  models" if len(models_dirs) > 1 else ""))
     for threads in (1, 2):
-        rec = Recognizer(RecognizerSettings(models_dir=models_dir, threads=threads), models_dir.parent)
+        settings = [RecognizerSettings(models_dir=d, threads=threads) for d in models_dirs]
+        recs = [Recognizer(s, d.parent) for s, d in zip(settings, models_dirs, strict=True)]
         for w, h, face_w in ((640, 480, 60), (1920, 1080, 120)):
             for n in (1, 3):
                 data = frame(w, h, n, face_w)
-                for _ in range(3):
+                for rec in recs * 3:
                     rec.analyze(data)
-                timings = [rec.analyze(data).timings_ms for _ in range(runs)]
-                found = len(rec.analyze(data).faces)
-                med = {s: statistics.median(t.get(s, 0.0) for t in timings) for s in STAGES}
-                cells = " ".join(f"{med[s]:11.1f}" for s in STAGES)
-                note = "" if found == n else f"  (found {found} faces)"
-                best = min(t["total"] for t in timings)  # the least disturbed run
-                print(
-                    f"  {w}x{h:<5d} {n:5d} {threads:3d}  {cells} {1000 / med['total']:8.1f} {best:11.1f}{note}"
-                )
+                timings: list[list[dict[str, float]]] = [[] for _ in recs]
+                for _ in range(runs):  # alternate: other work on the machine slows each alike
+                    for rec, t in zip(recs, timings, strict=True):
+                        t.append(rec.analyze(data).timings_ms)
+                for rec, t, d in zip(recs, timings, models_dirs, strict=True):
+                    found = len(rec.analyze(data).faces)
+                    tag = f"  {d}" if len(recs) > 1 else ""
+                    print(f"  {w}x{h:<5d} {n:5d} {threads:3d}  {_row(t)}{tag}" + _found(found, n))
+
+
+def _row(timings: list[dict[str, float]]) -> str:
+    med = {s: statistics.median(t.get(s, 0.0) for t in timings) for s in STAGES}
+    best = min(t["total"] for t in timings)  # the least disturbed run
+    cells = " ".join(f"{med[s]:11.1f}" for s in STAGES)
+    return f"{cells} {1000 / med['total']:8.1f} {best:11.1f}"
+
+
+def _found(found: int, expected: int) -> str:
+    return "" if found == expected else f"  (found {found} faces)"
+
+
+def bench_embedder(models_dirs: list[Path], runs: int) -> None:
+    print(f"\nembedder alone (aligned faces of the 1080p frames; median / best of {runs} runs; ms)")
+    rec = Recognizer(RecognizerSettings(models_dir=models_dirs[0]), models_dirs[0].parent)
+    crops = [f.crop for f in rec.analyze(frame(1920, 1080, 3, 120)).faces]
+    for threads in (1, 2):
+        embedders = [SFace(_embedder_path(d), threads) for d in models_dirs]
+        ways = {
+            "1 face": lambda e: e.embed(crops[:1]),
+            "3 faces, one inference": lambda e: e.embed(crops, batch=3),
+            "3 faces, one by one": lambda e: e.embed(crops),
+        }
+        for e in embedders:
+            for way in ways.values():
+                way(e)
+        for name, way in ways.items():
+            times: list[list[float]] = [[] for _ in embedders]
+            for _ in range(runs):
+                for e, t in zip(embedders, times, strict=True):
+                    t0 = time.perf_counter()
+                    way(e)
+                    t.append((time.perf_counter() - t0) * 1000)
+            for t, d in zip(times, models_dirs, strict=True):
+                tag = f"  {d}" if len(models_dirs) > 1 else ""
+                med, best = statistics.median(t), min(t)
+                print(f"  {threads} thr  {name:24s} {med:7.1f} / {best:6.1f}{tag}")
+
+
+def _embedder_path(models_dir: Path) -> Path:
+    settings = RecognizerSettings(models_dir=models_dir)
+    return settings.model_path(settings.embedder_model, models_dir.parent)
 
 
 def bench_matching(sizes: list[int], runs: int) -> None:
@@ -106,15 +153,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--models-dir", type=Path, default=Path(".homesec-data/models"))
+    parser.add_argument(
+        "--models-dir", type=Path, action="append", help="default .homesec-data/models; twice: compare"
+    )
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--gallery-sizes", default="10,10000,100000,1000000")
     parser.add_argument("--skip-pipeline", action="store_true")
+    parser.add_argument("--skip-embedder", action="store_true")
     args = parser.parse_args(argv)
+    models_dirs = args.models_dir or [Path(".homesec-data/models")]
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     print(f"{os.cpu_count()} CPUs, load average {load} (other work on the machine slows every figure)")
     if not args.skip_pipeline:
-        bench_pipeline(args.models_dir, args.runs)
+        bench_pipeline(models_dirs, args.runs)
+    if not args.skip_embedder:
+        bench_embedder(models_dirs, args.runs)
     bench_matching([int(s) for s in args.gallery_sizes.split(",")], args.runs)
     return 0
 

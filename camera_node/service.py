@@ -1,8 +1,8 @@
 """The frame loop that turns detector verdicts and PIR edges into events and bursts, and the commands.
 
 Threads: the frame loop (read, detect, step the event machine, take burst frames), the snapshot sender
-(encode, publish or spool, drain), gpiozero's own thread for the PIR callback, and the bus worker
-for commands. Commands only enqueue work; the frame loop owns all event state.
+(encode, spool, publish until the result is seen), gpiozero's own thread for the PIR callback, and the
+bus worker for commands and results. Commands only enqueue work; the frame loop owns all event state.
 """
 
 from __future__ import annotations
@@ -83,8 +83,11 @@ class CameraService:
             bus,
             self.topics.snapshot(s.id),
             spool,
+            result_topic=self.topics.result(s.id),
             jpeg_quality=s.burst.jpeg_quality,
             timeout_s=s.publish_timeout_s,
+            confirm_timeout_s=s.confirm_timeout_s,
+            max_in_flight=s.max_in_flight,
         )
         self.pir: Any = None
         self._pin_factory = pin_factory

@@ -111,7 +111,9 @@ class BurstSettings(Section):
 
 
 class SpoolSettings(Section):
-    max_items: int = Field(500, ge=1, description="Snapshots kept on disk while the broker is away.")
+    max_items: int = Field(
+        500, ge=1, description="Snapshots kept on disk until their recognition result is seen."
+    )
     max_mb: float = Field(200.0, gt=0, description="Disk bound of that spool, in MB; the oldest go first.")
 
 
@@ -133,7 +135,21 @@ class CameraSettings(Section):
         10.0, ge=0, le=3600, description="Seconds after an event ends before a new one."
     )
     publish_timeout_s: float = Field(
-        10.0, gt=0, le=120, description="Wait this long for the broker's ack before spooling a snapshot."
+        10.0, gt=0, le=120, description="Wait this long for the broker's ack of a publish before retrying."
+    )
+    confirm_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Publish a snapshot again when its recognition result has not been seen this long "
+        "after it was published (a broker crash, a full broker queue or a dead recognizer lost it).",
+    )
+    max_in_flight: int = Field(
+        20,
+        ge=1,
+        le=1000,
+        description="Snapshots published and not yet answered by the recognizer at any time; the rest "
+        "wait in the spool, in order.",
     )
     replay: ReplaySettings = Field(default_factory=ReplaySettings)
     pir: PirSettings = Field(default_factory=PirSettings)

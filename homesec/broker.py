@@ -1,13 +1,20 @@
-"""The Mosquitto side: ACL and config rendering, node passwords, and a broker process for local runs.
+"""The Mosquitto side: one account per node instance, its access rules, the broker config, and a broker
+process for local runs.
 
-The ACL rules are built from the contract's topic builders, so they follow the topics and the prefix;
-the committed `mosquitto/acl` is a render of them (a test compares it with a fresh one).
+Access is enforced by Mosquitto's dynamic security plugin (shipped with Mosquitto 2.0), not by an
+`acl_file`: only the plugin checks SUBSCRIBE (an `acl_file` grants every subscription and drops the
+messages later, so a foreign member of the recognizers' shared group silently takes its round-robin
+share) and only it binds a user to a client id. The rules are built from the contract's topic builders,
+per user; the committed `mosquitto/acl` is a readable render of them for the default config (a test
+compares it with a fresh one).
 """
 
 from __future__ import annotations
 
 import base64
+import glob
 import hashlib
+import json
 import logging
 import os
 import secrets
@@ -15,88 +22,212 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-from homesec.contract import Role, Topics
+from homesec.config import node_client_id, node_user
+from homesec.contract import Role, Topics, node_name
 from homesec.files import write_atomic
 
 log = logging.getLogger(__name__)
 
-NODE_ROLES = (Role.CAMERA, Role.RECOGNIZER, Role.NOTIFIER, Role.ADMIN, Role.VIEWER)
 # Snapshots of a 12 MP camera at high JPEG quality stay under this; base64 training photos too.
 MAX_PACKET_SIZE = 16 * 1024 * 1024
 MAX_QUEUED_MESSAGES = 1000
+# Persistence: saved after this many changes to the broker's store (see docs/reliability.md for the
+# measured cost). The camera keeps each snapshot until its result is seen, so what a broker crash
+# loses between two saves is published again: persistence is the second line of defence.
+AUTOSAVE_CHANGES = 20
+GROUP_FILE = "recognizer-group"
+DYNSEC_FILE = "dynamic-security.json"
+CONTAINER_PLUGIN = "/usr/lib/mosquitto_dynamic_security.so"
+
+Action = Literal["publish", "subscribe", "share"]
+Rule = tuple[bool, Action, str]  # allowed?, what, topic filter
 
 
-def _tree(topic: str) -> str:
-    """The subtree `topic` sits in: its parent level, then `#`."""
-    return topic.rsplit("/", 1)[0] + "/#"
+@dataclass(frozen=True)
+class Account:
+    """One MQTT user. Node users are bound to one client id (derived from their password, so no other
+    credential can guess it); the people's users (admin: the command line, viewer: debugging) are not,
+    so two commands can run at once."""
+
+    user: str
+    role: Role
+    instance: str = ""
+    bind: bool = True
+    rules: tuple[Rule, ...] = ()
+    """Instead of the role's rules (test harnesses use this for an observer that sees everything)."""
+
+    @property
+    def bound(self) -> bool:
+        return self.bind and self.role not in (Role.ADMIN, Role.VIEWER)
 
 
-def _acl_rules(t: Topics) -> dict[Role, list[str]]:
-    """Each role's rules, built from the contract's topic builders (`+` for their parameters)."""
-    recognizer_tree, recognizer_cmds = _tree(t.gallery), _tree(t.gallery_cmd)
-    camera_cmds = _tree(t.camera_cmd_capture("+"))
-    return {
-        Role.CAMERA: [
-            f"topic write {t.snapshot('+')}",
-            f"topic write {t.motion('+')}",
-            f"topic write {t.camera_enabled('+')}",
-            f"topic write {t.available('camera/+')}",
-            f"topic write {t.error('camera/+')}",
-            f"topic read {camera_cmds}",
-        ],
-        Role.RECOGNIZER: [
-            f"topic read {t.snapshot('+')}",
-            f"topic write {recognizer_tree}",
-            f"topic read {recognizer_cmds}",
-            f"topic read {t.train}",
-            f"topic read {t.train_raw('+')}",
-            f"topic write {t.reply_root}#",
-        ],
-        Role.NOTIFIER: [
-            f"topic read {recognizer_tree}",
-            f"topic read {t.all_available}",
-            f"topic read {t.camera_enabled('+')}",
-            f"topic write {_tree(t.armed)}",
-            f"topic read {_tree(t.armed_cmd)}",
-            f"topic read {t.armed}",
-            f"topic write {t.train}",
-            f"topic write {t.train_raw('+')}",
-            f"topic write {recognizer_cmds}",
-            f"topic write {camera_cmds}",
-            f"topic read {_tree(t.reply(str(Role.NOTIFIER), '+'))}",
-        ],
-        Role.ADMIN: [
-            f"topic read {t.prefix}/#",
-            f"topic write {t.train}",
-            f"topic write {t.train_raw('+')}",
-            f"topic write {recognizer_cmds}",
-            f"topic write {camera_cmds}",
-            f"topic write {_tree(t.armed_cmd)}",
-        ],
-        Role.VIEWER: ["topic read #"],
+def deployment_accounts(cameras: Iterable[str], recognizers: Iterable[str]) -> list[Account]:
+    accounts = [Account(node_user(node_name(Role.CAMERA, c)), Role.CAMERA, c) for c in sorted(set(cameras))]
+    accounts += [
+        Account(node_user(node_name(Role.RECOGNIZER, r)), Role.RECOGNIZER, r)
+        for r in sorted(set(recognizers))
+    ]
+    accounts += [
+        Account(node_user(node_name(Role.NOTIFIER, "main")), Role.NOTIFIER, "main"),
+        Account(str(Role.ADMIN), Role.ADMIN),
+        Account(str(Role.VIEWER), Role.VIEWER),
+    ]
+    return accounts
+
+
+def _camera_rules(t: Topics, camera: str) -> list[Rule]:
+    own = [t.snapshot(camera), t.motion(camera), t.camera_enabled(camera)]
+    own += [t.available(f"{Role.CAMERA}/{camera}"), t.error(f"{Role.CAMERA}/{camera}")]
+    return [
+        *[(True, "publish", topic) for topic in own],
+        (True, "subscribe", t.camera_cmd_capture(camera).rsplit("/", 1)[0] + "/#"),
+        (True, "subscribe", t.result(camera)),  # the end-to-end confirmation of its snapshots
+    ]
+
+
+def _recognizer_rules(t: Topics, instance: str) -> list[Rule]:
+    node = f"{Role.RECOGNIZER}/{instance}"  # `+` for a harness account that is every replica
+    answers = [t.all_results, t.all_alerts, t.gallery, t.train_result, t.gallery_result, t.search_result]
+    return [
+        (True, "share", t.shared_snapshots),
+        (True, "subscribe", t.all_snapshots),
+        *[(True, "publish", topic) for topic in [*answers, t.available(node), t.error(node)]],
+        (True, "publish", t.reply_root + "#"),
+        (True, "subscribe", t.gallery_cmd.rsplit("/", 1)[0] + "/#"),
+        (True, "subscribe", t.train),
+        (True, "subscribe", t.train_raw_filter),
+        # The HTTP API's state routes (docs/http.md): read the house's state, and, for admin tokens only,
+        # arm and enable cameras as the `homesec` command line does.
+        *[(True, "subscribe", topic) for topic in [t.all_available, t.armed, t.camera_enabled("+")]],
+        (True, "publish", t.armed_cmd),
+        (True, "publish", t.camera_cmd_enable("+")),
+    ]
+
+
+def _notifier_rules(t: Topics, instance: str) -> list[Rule]:
+    node = f"{Role.NOTIFIER}/{instance}"
+    commands = [
+        t.train,
+        t.train_raw_filter,
+        t.gallery_cmd.rsplit("/", 1)[0] + "/#",
+        t.camera_cmd_capture("+"),
+    ]
+    reads = [t.all_alerts, t.all_available, t.camera_enabled("+"), t.gallery, t.armed]
+    return [
+        *[(True, "publish", topic) for topic in [t.armed, t.delivered, t.available(node), t.error(node)]],
+        *[(True, "publish", topic) for topic in commands],
+        *[(True, "subscribe", topic) for topic in reads],
+        (True, "subscribe", t.armed_cmd.rsplit("/", 1)[0] + "/#"),
+        (True, "subscribe", t.reply(str(Role.NOTIFIER), "#")),
+    ]
+
+
+def _no_photos(t: Topics) -> list[Rule]:
+    """Snapshots and alerts carry photos of the people at the door: the recognizer reads the first, the
+    notifier the second, and nobody else."""
+    return [(False, "subscribe", t.all_snapshots), (False, "subscribe", t.all_alerts)]
+
+
+def rules_for(account: Account, t: Topics) -> list[Rule]:
+    """What `account` may do (a denial takes precedence over a broader allowance)."""
+    if account.rules:
+        return list(account.rules)
+    if account.role == Role.CAMERA:
+        return _camera_rules(t, account.instance)
+    if account.role == Role.RECOGNIZER:
+        return _recognizer_rules(t, account.instance)
+    if account.role == Role.NOTIFIER:
+        return _notifier_rules(t, account.instance)
+    everything: Rule = (True, "subscribe", f"{t.prefix}/#")
+    if account.role == Role.VIEWER:
+        return [*_no_photos(t), everything]
+    commands = [
+        t.train,
+        t.train_raw_filter,
+        t.gallery_cmd.rsplit("/", 1)[0] + "/#",
+        t.camera_cmd_capture("+"),
+    ]
+    commands += [t.camera_cmd_enable("+"), t.armed_cmd.rsplit("/", 1)[0] + "/#"]
+    return [*_no_photos(t), everything, *[(True, "publish", topic) for topic in commands]]
+
+
+def _dynsec_acls(rules: list[Rule]) -> list[dict[str, object]]:
+    acls: list[dict[str, object]] = []
+    for allow, action, topic in rules:
+        priority = 0 if allow else 10  # a denial wins over a broader allowance
+        if action == "publish":
+            kinds = [("publishClientSend", topic)]
+        elif action == "share":
+            kinds = [("subscribeLiteral", topic), ("publishClientReceive", topic.split("/", 2)[2])]
+        else:
+            kinds = [("subscribePattern", topic), ("publishClientReceive", topic)]
+        acls += [{"acltype": k, "topic": f, "priority": priority, "allow": allow} for k, f in kinds]
+    return acls
+
+
+def _dynsec_client(account: Account, password: str) -> dict[str, object]:
+    salt = secrets.token_bytes(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, 101)
+    client: dict[str, object] = {
+        "username": account.user,
+        "password": base64.b64encode(digest).decode(),
+        "salt": base64.b64encode(salt).decode(),
+        "iterations": 101,
+        "roles": [{"rolename": account.user}],
     }
+    if account.bound:
+        client["clientid"] = node_client_id(account.user, password)
+    return client
 
 
-def render_acl(prefix: str = "homesec") -> str:
-    rules = _acl_rules(Topics(prefix))
-    why = {
-        Role.CAMERA: "publishes snapshots and motion; takes capture/enable commands; never trains",
-        Role.RECOGNIZER: "the only reader of snapshots; answers training and gallery commands",
-        Role.NOTIFIER: "reads alerts and state; the Telegram bot may train, capture, forget",
-        Role.ADMIN: "the `homesec` command line: sends commands, reads everything",
-        Role.VIEWER: "read-only, for debugging with mosquitto_sub",
+def render_dynsec(accounts: list[Account], passwords: dict[str, str], topics: Topics) -> str:
+    """The plugin's file: each account with its password hash, client id and its own role."""
+    body = {
+        "defaultACLAccess": {
+            "publishClientSend": False,
+            "publishClientReceive": False,
+            "subscribe": False,
+            "unsubscribe": True,
+        },
+        "clients": [_dynsec_client(a, passwords[a.user]) for a in accounts],
+        "groups": [],
+        "roles": [{"rolename": a.user, "acls": _dynsec_acls(rules_for(a, topics))} for a in accounts],
     }
+    return json.dumps(body, indent=1) + "\n"
+
+
+WHY = {
+    Role.CAMERA: "publishes its own snapshots and motion only; reads its own commands and results",
+    Role.RECOGNIZER: "the only reader of snapshots (secret shared group); its HTTP API may arm, enable",
+    Role.NOTIFIER: "reads alerts and state; the Telegram bot may train, capture, forget",
+    Role.ADMIN: "the `homesec` command line: sends commands, reads everything but photos",
+    Role.VIEWER: "read-only, for debugging with mosquitto_sub; no photos",
+}
+
+
+def render_acl(prefix: str = "homesec", cameras: Iterable[str] = ("door",)) -> str:
+    """A readable listing of every account's rules (for the default config: camera `door`, recognizer
+    `main`); the broker enforces them from dynamic-security.json."""
+    topics = Topics(prefix, share_group="<secret group>")
     out = [
         "# Generated by `homesec broker render` from homesec/broker.py: edit there, not here.",
-        "# One user per node role, each allowed only its own topics.",
-        "# MQTT v5 response topics must live under <prefix>/reply/.",
+        "# For reading only: the broker enforces these rules through its dynamic security plugin, from",
+        "# <data_dir>/broker/dynamic-security.json (written by `homesec broker init` and `homesec up`).",
+        "# One user per node instance; node users are bound to one client id each. Nothing else is allowed.",
         "",
     ]
-    for role, lines in rules.items():
-        out += [f"# {role}: {why[role]}", f"user {role}", *lines, ""]
+    for account in deployment_accounts(cameras, ["main"]):
+        out += [f"# {account.role}: {WHY[account.role]}", f"user {account.user}"]
+        out += [
+            f"{'' if allow else 'deny '}{action} {topic}"
+            for allow, action, topic in rules_for(account, topics)
+        ]
+        out.append("")
     return "\n".join(out)
 
 
@@ -104,24 +235,26 @@ def render_conf(
     *,
     port: int,
     bind: str,
-    password_file: Path | str,
-    acl_file: Path | str,
+    dynsec_file: Path | str,
+    plugin: Path | str,
     persistence_dir: Path | str,
     log_dest: str = "stderr",
     run_as_root: bool = False,
 ) -> str:
     lines = [
-        "# homesec broker: no anonymous access, per-node users, ACLs, persistence.",
+        "# homesec broker: no anonymous access; per-node users, client ids and rules (dynamic security).",
         "# Generated by `homesec broker render` from homesec/broker.py.",
         "per_listener_settings false",
         "allow_anonymous false",
-        f"password_file {password_file}",
-        f"acl_file {acl_file}",
+        f"plugin {plugin}",
+        f"plugin_opt_config_file {dynsec_file}",
         "",
-        "# Queued QoS 1 messages and persistent sessions survive a broker restart.",
+        "# Queued QoS 1 messages and persistent sessions survive a broker restart; saved after every",
+        f"# {AUTOSAVE_CHANGES} changes (docs/reliability.md: the cost measured, and why not after each one).",
         "persistence true",
         f"persistence_location {str(persistence_dir).rstrip('/')}/",
-        "autosave_interval 30",
+        "autosave_on_changes true",
+        f"autosave_interval {AUTOSAVE_CHANGES}",
         "",
         "# Room for full-resolution snapshots; larger packets are refused and logged.",
         f"max_packet_size {MAX_PACKET_SIZE}",
@@ -154,39 +287,45 @@ def render_container_conf() -> str:
     return render_conf(
         port=1883,
         bind="",
-        password_file="/mosquitto/config/passwd",
-        acl_file="/mosquitto/config/acl",
+        dynsec_file=f"/mosquitto/config/{DYNSEC_FILE}",
+        plugin=CONTAINER_PLUGIN,
         persistence_dir="/mosquitto/data",
         log_dest="stdout",
     )
 
 
-def hash_password(password: str, *, iterations: int = 101, salt: bytes | None = None) -> str:
-    """Mosquitto 2.x `$7$` password hash (PBKDF2-SHA512), as mosquitto_passwd writes it."""
-    salt = salt or secrets.token_bytes(12)
-    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
-    return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+def dynsec_plugin() -> Path:
+    """The installed Mosquitto's dynamic security plugin (Debian puts it under the multiarch dir)."""
+    patterns = ["/usr/lib/*/mosquitto_dynamic_security.so", "/usr/lib/mosquitto_dynamic_security.so"]
+    patterns += [
+        "/usr/local/lib/mosquitto_dynamic_security.so",
+        "/opt/homebrew/lib/mosquitto_dynamic_security.so",
+    ]
+    for pattern in patterns:
+        if found := sorted(glob.glob(pattern)):
+            return Path(found[0])
+    # No local Mosquitto (a docker set-up runs `broker init` on a host without one): the image's path.
+    return Path(CONTAINER_PLUGIN)
 
 
-def ensure_passwords(secrets_dir: Path, roles: tuple[Role, ...] = NODE_ROLES) -> dict[str, str]:
-    """One random password per role, created once and kept (mode 600) in `secrets_dir`."""
+def ensure_secret(path: Path) -> str:
+    """A random secret kept (mode 600) in `path`, created on first use."""
+    if not path.exists():
+        write_atomic(path, secrets.token_urlsafe(24).encode() + b"\n")
+    return path.read_text().strip()
+
+
+def ensure_passwords(secrets_dir: Path, users: Iterable[str]) -> dict[str, str]:
+    """One random password per user, created once and kept in `secrets_dir`."""
     secrets_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(secrets_dir, 0o700)
-    passwords: dict[str, str] = {}
-    for role in roles:
-        path = secrets_dir / f"mqtt-{role}.password"
-        if not path.exists():
-            write_atomic(path, secrets.token_urlsafe(24).encode() + b"\n")
-            os.chmod(path, 0o600)
-        passwords[str(role)] = path.read_text().strip()
-    return passwords
+    return {user: ensure_secret(secrets_dir / f"mqtt-{user}.password") for user in users}
 
 
-def write_password_file(path: Path, passwords: dict[str, str]) -> None:
-    body = "".join(f"{user}:{hash_password(pw)}\n" for user, pw in sorted(passwords.items()))
-    write_atomic(path, body.encode())
-    # Hashes only; readable so a broker running as its own user (the docker image's uid 1883) can load it.
-    os.chmod(path, 0o644)
+def known_instances(secrets_dir: Path, role: Role) -> list[str]:
+    """Instances of `role` that have a password already: a camera added once keeps its account."""
+    head = f"mqtt-{role}-"
+    return [p.name[len(head) : -len(".password")] for p in secrets_dir.glob(f"{head}*.password")]
 
 
 def free_port() -> int:
@@ -207,28 +346,50 @@ class BrokerFiles:
     conf: Path
     passwords: dict[str, str]
     port: int
+    accounts: list[Account]
+    group: str
 
 
 def prepare_local_broker(
-    directory: Path, port: int, *, prefix: str = "homesec", bind: str = "127.0.0.1"
+    directory: Path,
+    port: int,
+    *,
+    prefix: str = "homesec",
+    bind: str = "127.0.0.1",
+    cameras: Iterable[str] = ("door",),
+    recognizers: Iterable[str] = ("main",),
+    extra: Iterable[Account] = (),
+    group: str | None = None,
 ) -> BrokerFiles:
-    """Passwords, ACL and config for a broker run from `directory` (its secrets/ and broker/ folders)."""
-    passwords = ensure_passwords(directory / "secrets")
+    """Accounts, group secret and config for a broker run from `directory` (its secrets/ and broker/
+    folders). Cameras and recognizers that have a password already keep their accounts."""
+    secrets_dir = directory / "secrets"
+    secrets_dir.mkdir(parents=True, exist_ok=True)
+    cameras = {*cameras, *known_instances(secrets_dir, Role.CAMERA)}
+    recognizers = {*recognizers, *known_instances(secrets_dir, Role.RECOGNIZER)}
+    accounts = [*deployment_accounts(cameras, recognizers), *extra]
+    passwords = ensure_passwords(secrets_dir, [a.user for a in accounts])
+    if group is not None:
+        write_atomic(secrets_dir / GROUP_FILE, group.encode() + b"\n")
+    group = ensure_secret(secrets_dir / GROUP_FILE)
     broker_dir = directory / "broker"
     (broker_dir / "db").mkdir(parents=True, exist_ok=True)
-    write_password_file(broker_dir / "passwd", passwords)
-    write_atomic(broker_dir / "acl", render_acl(prefix).encode())
+    dynsec = broker_dir / DYNSEC_FILE
+    # Hashes only, in the private data dir; readable so the docker image's broker (uid 1883) loads it.
+    write_atomic(
+        dynsec, render_dynsec(accounts, passwords, Topics(prefix, share_group=group)).encode(), 0o644
+    )
     conf = broker_dir / "mosquitto.conf"
     body = render_conf(
         port=port,
         bind=bind,
-        password_file=broker_dir / "passwd",
-        acl_file=broker_dir / "acl",
+        dynsec_file=dynsec,
+        plugin=dynsec_plugin(),
         persistence_dir=broker_dir / "db",
         run_as_root=os.geteuid() == 0,
     )
     write_atomic(conf, body.encode())
-    return BrokerFiles(directory, conf, passwords, port)
+    return BrokerFiles(directory, conf, passwords, port, accounts, group)
 
 
 class MosquittoProcess:
@@ -250,11 +411,16 @@ class MosquittoProcess:
     def start(self, timeout: float = 10.0) -> None:
         log_fh = open(self.log_file, "ab")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen([self.executable(), "-c", str(self.conf)], stdout=log_fh, stderr=log_fh)
+        log_fh.close()  # the child has its own copy
         deadline = time.monotonic() + timeout
         while not port_open("127.0.0.1", self.port):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"mosquitto did not start on port {self.port}; see {self.log_file}")
             time.sleep(0.05)
+
+    def exit_code(self) -> int | None:
+        """None while it runs (or was never started); its exit code once it died."""
+        return None if self.proc is None else self.proc.poll()
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.proc is None or self.proc.poll() is not None:

@@ -6,7 +6,14 @@ Delivery guarantees (MQTT v5, QoS 1):
 - manual acknowledgement: a message is PUBACKed only after its handler returned, so a crash mid-work
   means redelivery;
 - handlers run one at a time, in arrival order, on one worker thread; a handler that raises is logged,
-  reported on the node's error topic, and does not stop the next message.
+  reported on the node's error topic, and does not stop the next message;
+- a handler that cannot do its work now raises `RetryLater` (a full disk counts the same): the message
+  stays unacknowledged, is reported (`retry_later`) and handed to that handler again after a backoff
+  (1 s doubling to 60 s) on a timer, while the messages behind it go on; it is acknowledged once handled.
+  (An unacknowledged message holds one of the broker's in-flight slots for this client meanwhile.)
+- messages that arrived on a connection that has since been lost are dropped, not handled: the broker
+  redelivers them on the new connection (to a persistent session; a clean one never gets them again, so
+  its messages are still handled).
 
 Tests swap the network for an in-memory broker (`homesec.fakemqtt`) through `client_factory`, so they run
 this same code.
@@ -15,13 +22,14 @@ this same code.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import queue
 import ssl
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol, TypedDict, Unpack
 
 import paho.mqtt.client as mqtt
@@ -50,6 +58,11 @@ class PayloadTooLarge(ContractError):
     after every reconnect, so it is refused here and never queued."""
 
 
+class RetryLater(Exception):
+    """Raised by a handler that cannot do its work now (a full disk, a peer away): the message stays
+    unacknowledged, is reported on the node's error topic and handed to the handler again later."""
+
+
 @dataclass(frozen=True)
 class Message:
     topic: str
@@ -62,6 +75,14 @@ class Message:
 
 Handler = Callable[[Message], None]
 Unsubscribe = Callable[[], None]
+
+# Causes that go away by themselves or by an operator's hand, with nothing wrong in the message.
+TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a handler's failure asks for another attempt later rather than an error and an ack."""
+    return isinstance(exc, RetryLater) or (isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS)
 
 
 class PublishOptions(TypedDict, total=False):
@@ -89,6 +110,8 @@ class Bus(Protocol):
     ) -> bool: ...
 
     def report_error(self, error: str, detail: str, topic: str) -> None: ...
+
+    def on_error(self, callback: Callable[[ErrorReport], None]) -> None: ...
 
     def start(self) -> None: ...
 
@@ -148,17 +171,75 @@ class Dispatcher:
     def filters(self) -> list[str]:
         return list(dict.fromkeys(r.topic_filter for r in self._routes))
 
-    def dispatch(self, msg: Message) -> None:
-        for route in self._routes:
-            if not topic_matches(route.topic_filter, msg.topic):
+    def dispatch(
+        self, msg: Message, routes: tuple[_Route, ...] | None = None
+    ) -> list[tuple[_Route, Exception]]:
+        """Run the matching routes (or, on a retry, those of `routes` still subscribed); returns the
+        routes that asked to be tried again later, with what they raised."""
+        current = self._routes
+        deferred: list[tuple[_Route, Exception]] = []
+        for route in current if routes is None else routes:
+            if not topic_matches(route.topic_filter, msg.topic) or route not in current:
                 continue
             try:
                 route.handler(msg)
             except ContractError as exc:
                 self._report("bad_payload", str(exc), msg.topic)
             except Exception as exc:
+                if is_transient(exc):
+                    deferred.append((route, exc))
+                    continue
                 log.exception("handler for %s failed", msg.topic)
                 self._report("handler_failed", f"{type(exc).__name__}: {exc}", msg.topic)
+        return deferred
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    """A message as the worker handles it: from which connection, under which packet id (-1: QoS 0),
+    and, on a retry, the routes still to run and how many attempts came before."""
+
+    connection: int
+    mid: int
+    msg: Message
+    routes: tuple[_Route, ...] | None = None
+    attempt: int = 0
+
+
+class _Retries:
+    """Deliveries waiting for their next attempt, each on a timer of its own, so no other message waits."""
+
+    def __init__(self, delays: tuple[float, float], put: Callable[[_Delivery], None]) -> None:
+        self.delays = delays  # (first, longest): doubling from the first
+        self._put = put
+        self._timers: set[threading.Timer] = set()
+        self._lock = threading.Lock()
+
+    def delay(self, attempt: int) -> float:
+        first, longest = self.delays
+        return float(min(first * 2 ** min(attempt, 30), longest))
+
+    def schedule(self, delivery: _Delivery, delay: float) -> None:
+        def fire() -> None:
+            with self._lock:
+                self._timers.discard(timer)
+            self._put(delivery)
+
+        timer = threading.Timer(delay, fire)
+        timer.daemon = True
+        with self._lock:
+            self._timers.add(timer)
+        timer.start()
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._timers)
+
+    def cancel(self) -> None:
+        with self._lock:
+            timers, self._timers = self._timers, set()
+        for timer in timers:
+            timer.cancel()
 
 
 def error_report(node: str, error: str, detail: str, topic: str) -> ErrorReport:
@@ -244,20 +325,26 @@ class MqttBus:
         persistent: bool = True,
         announce: bool = True,
         client_factory: ClientFactory = paho_client,
+        retry_s: tuple[float, float] = (1.0, 60.0),
     ) -> None:
         self.node = node
         self._announce = announce  # availability + last will; off for short-lived CLI clients
-        self.topics = Topics(settings.prefix)
+        group = settings.share_group.get_secret_value() if settings.share_group else "recognizer"
+        self.topics = Topics(settings.prefix, share_group=group)
         self.settings = settings
         self._persistent = persistent
         self._dispatcher = Dispatcher(self.report_error)
-        self._inbox: queue.Queue[tuple[int, int, Message] | None] = queue.Queue()
+        self._inbox: queue.Queue[_Delivery | None] = queue.Queue()
+        self._retries = _Retries(retry_s, self._inbox.put)
         self._connected = threading.Event()
-        self._generation = 0  # bumps on every connect; acks for older connections are not sent
+        self._connection = 0  # bumps on every disconnect: what arrived before is stale
+        self._fresh_from = 0  # the connection whose session the broker started afresh (forgot the rest)
+        self._closing = threading.Event()
         self._pubacks = _Acks()
         self._subacks = _Acks()
         self._worker: threading.Thread | None = None
         self._connect_hooks: list[Callable[[], None]] = []
+        self._error_hooks: list[Callable[[ErrorReport], None]] = []
         self._stopping = False
         self._ready_mid = -1
         self._client = self._configure(client_factory(client_id or f"homesec-{node.replace('/', '-')}"))
@@ -329,12 +416,14 @@ class MqttBus:
         self._client.loop_start()
 
     def stop(self) -> None:
+        self._closing.set()
         if self._connected.is_set() and self._announce:
             info = self._client.publish(
                 self.topics.available(self.node), Availability.STOPPED.value, qos=1, retain=True
             )
             with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(timeout=3)
+        self._retries.cancel()  # unacknowledged: the broker redelivers them to the next run
         self._inbox.put(None)
         if self._worker is not None:
             self._worker.join(timeout=10)
@@ -350,13 +439,16 @@ class MqttBus:
         return self._connected.wait(timeout)
 
     # -- paho callbacks (network thread: keep them short)
-    def _on_connect(self, client: mqtt.Client, _u: object, flags: object, rc: ReasonCode, _p: object) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, _u: object, flags: mqtt.ConnectFlags, rc: ReasonCode, _p: object
+    ) -> None:
         if rc.is_failure:
             log.error(
                 "broker %s:%s refused %s: %s", self.settings.host, self.settings.port, self.node, rc.getName()
             )
             return
-        self._generation += 1
+        if not flags.session_present:
+            self._fresh_from = self._connection  # nothing of the earlier connections comes again
         log.info("connected to %s:%s as %s", self.settings.host, self.settings.port, self.node)
         filters = self._dispatcher.filters()
         if filters:
@@ -388,6 +480,7 @@ class MqttBus:
 
     def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, rc: ReasonCode, _p: object) -> None:
         was = self._connected.is_set()
+        self._connection += 1
         self._connected.clear()
         if was and not self._stopping:
             log.warning("disconnected from broker (%s); reconnecting", rc.getName())
@@ -403,7 +496,7 @@ class MqttBus:
             correlation_data=getattr(props, "CorrelationData", None),
             retain=bool(m.retain),
         )
-        self._inbox.put((self._generation, m.mid if m.qos > 0 else -1, msg))
+        self._inbox.put(_Delivery(self._connection, m.mid if m.qos > 0 else -1, msg))
 
     def _on_publish(self, _c: mqtt.Client, _u: object, mid: int, rc: ReasonCode, _p: object) -> None:
         self._pubacks.put(mid, rc)
@@ -412,14 +505,43 @@ class MqttBus:
 
     # -- worker
     def _work(self) -> None:
-        while (item := self._inbox.get()) is not None:
-            generation, mid, msg = item
-            self._dispatcher.dispatch(msg)
-            # An ack on a newer connection would hit a different packet id: the broker redelivers instead.
-            if mid >= 0 and generation == self._generation and self._client.is_connected():
-                self._client.ack(mid, 1)
-            self._inbox.task_done()  # after the ack: a drained inbox means nothing is left to do
+        while (delivery := self._inbox.get()) is not None:
+            try:
+                self._handle(delivery)
+            finally:
+                self._inbox.task_done()  # after the ack: a drained inbox means nothing is left to do
         self._inbox.task_done()
+
+    def _handle(self, d: _Delivery) -> None:
+        if self._stale(d):
+            log.debug("dropped a message of a lost connection on %s: the broker redelivers it", d.msg.topic)
+            return
+        deferred = self._dispatcher.dispatch(d.msg, d.routes)
+        if deferred:
+            self._defer(d, deferred)
+        elif d.mid >= 0 and d.connection == self._connection and self._client.is_connected():
+            self._client.ack(d.mid, 1)
+
+    def _stale(self, d: _Delivery) -> bool:
+        """From a lost connection, to a session that gets it again (its packet id is void anyway).
+
+        Whether the broker kept the session (and so redelivers) is known only once it is back: until
+        then the worker waits, which holds nothing up (every message still queued came before the loss).
+        """
+        if not self._persistent or d.mid < 0 or d.connection == self._connection:
+            return False
+        while not self._connected.wait(0.5):
+            if self._closing.is_set():
+                return True  # unacknowledged: the broker keeps it for the next run
+        return d.connection >= self._fresh_from
+
+    def _defer(self, d: _Delivery, deferred: list[tuple[_Route, Exception]]) -> None:
+        delay = self._retries.delay(d.attempt)
+        for _route, exc in deferred:
+            detail = f"{type(exc).__name__}: {exc}; attempt {d.attempt + 1}, next in {delay:g} s"
+            self.report_error("retry_later", detail, d.msg.topic)
+        routes = tuple(route for route, _exc in deferred)
+        self._retries.schedule(replace(d, routes=routes, attempt=d.attempt + 1), delay)
 
     # -- publishing
     def _send(self, topic: str, payload: PayloadLike, options: PublishOptions) -> mqtt.MQTTMessageInfo:
@@ -456,3 +578,9 @@ class MqttBus:
         log.warning("%s on %s: %s", error, topic, detail)
         report = error_report(self.node, error, detail, topic)
         self._client.publish(self.topics.error(self.node), report.to_json(), qos=1)
+        for hook in self._error_hooks:
+            hook(report)
+
+    def on_error(self, callback: Callable[[ErrorReport], None]) -> None:
+        """Run `callback` with every error this node reports (e.g. to count them by kind)."""
+        self._error_hooks.append(callback)

@@ -1,7 +1,7 @@
 """`homesec`: the command line. Local commands (broker files, config; the nodes add theirs, such as `models`
 and `faces`) and remote ones over MQTT.
 
-Remote commands (train, labels, forget, rename, status, arm, disarm, capture) connect as the `admin`
+Remote commands (train, labels, forget, rename, merge, not, status, arm, disarm, capture) connect as the `admin`
 MQTT user, so the broker's ACLs apply to them as to any node.
 """
 
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from homesec.broker import render_acl, render_container_conf
 from homesec.cliutil import EXIT_FAILED, EXIT_NO_ANSWER, EXIT_OK, EXIT_USAGE, CliError, cli_config, fail
-from homesec.config import ConfigError
+from homesec.config import Config, ConfigError
 from homesec.contract import (
     ArmCommand,
     ArmedState,
@@ -29,11 +29,14 @@ from homesec.contract import (
     GalleryResult,
     GallerySummary,
     ListLabels,
+    MergeLabels,
+    NotLabel,
     RenameLabel,
     TrainRequest,
     TrainResult,
     check_label,
     parse,
+    split_node,
 )
 from homesec.plugins import node_plugins
 
@@ -52,12 +55,29 @@ def _remote(args: argparse.Namespace) -> RemoteClient:
 # ------------------------------------------------------------------------------------------ broker
 
 
+def _instances(config: Config, section: str, given: list[str] | None) -> list[str]:
+    """The configured instance of a node section (its `id` or `instance`) and those given on the line."""
+    plugin = next((p for p in node_plugins() if p.section == section), None)
+    found = [split_node(plugin.node_name(config.section(plugin.settings)))[1]] if plugin else []
+    return [*found, *(given or [])]
+
+
 def cmd_broker_init(args: argparse.Namespace) -> int:
     from homesec.broker import prepare_local_broker
+    from homesec.files import private_dir
 
     config = cli_config(args)
-    files = prepare_local_broker(config.data_dir, args.port or config.mqtt.port, prefix=config.mqtt.prefix)
-    print(f"passwords: {config.data_dir / 'secrets'} (one file per node user, mode 600)")
+    private_dir(config.data_dir)
+    files = prepare_local_broker(
+        config.data_dir,
+        args.port or config.mqtt.port,
+        prefix=config.mqtt.prefix,
+        cameras=_instances(config, "camera", args.camera),
+        recognizers=_instances(config, "recognizer", args.recognizer),
+    )
+    users = ", ".join(a.user for a in files.accounts)
+    print(f"accounts: {users}")
+    print(f"passwords: {config.data_dir / 'secrets'} (one file per user, mode 600; and the recognizer group)")
     print(f"broker config: {files.conf}")
     print(f"run it:  mosquitto -c {files.conf}")
     return EXIT_OK
@@ -69,7 +89,7 @@ def cmd_broker_render(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "acl").write_text(render_acl(args.prefix))
     (out / "mosquitto.conf").write_text(render_container_conf())
-    print(f"wrote {out / 'acl'} and {out / 'mosquitto.conf'}")
+    print(f"wrote {out / 'acl'} (for reading) and {out / 'mosquitto.conf'}")
     return EXIT_OK
 
 
@@ -82,7 +102,8 @@ def _print_train(path: str, result: TrainResult, as_json: bool) -> None:
     elif result.ok:
         print(f"{path}: enrolled as {result.label!r} (enrollment {result.enrollment_id})")
     else:
-        print(f"{path}: refused: {result.reason}")
+        hint = " (--force)" if result.looks_like else ""
+        print(f"{path}: refused: {result.reason}{hint}")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -98,7 +119,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                 failed += 1
                 continue
             req = TrainRequest(
-                label=label, image_b64=base64.b64encode(data).decode(), largest=args.largest, source="cli"
+                label=label,
+                image_b64=base64.b64encode(data).decode(),
+                largest=args.largest,
+                force=args.force,
+                source="cli",
             )
             result = remote.request(remote.topics.train, req, TrainResult, req.request_id, args.timeout)
             _print_train(image, result, args.json)
@@ -120,6 +145,44 @@ def cmd_labels(args: argparse.Namespace) -> int:
     else:
         for label, count in sorted(result.labels.items()):
             print(f"{label}\t{count} photo{'s' if count != 1 else ''}")
+        for label, count in sorted(result.negatives.items()):
+            print(f"not {label}\t{count} face{'s' if count != 1 else ''} marked as not them")
+        for c in result.conflicts:  # one person under two names is ambiguous, so unknown, at every sighting
+            print(
+                f"conflict: {c.label} and {c.other} look alike ({c.similarity:.2f}); "
+                f"if they are one person: homesec merge {c.label!r} {c.other!r}"
+            )
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    result = _gallery(args, MergeLabels(label=check_label(args.label), into=check_label(args.into)))
+    if args.json:
+        print(result.model_dump_json())
+    else:
+        print(f"merged {args.label!r} into {args.into!r}" if result.ok else f"refused: {result.reason}")
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def cmd_not(args: argparse.Namespace) -> int:
+    label = check_label(args.label)
+    if args.photo is not None:
+        try:
+            image = base64.b64encode(Path(args.photo).read_bytes()).decode()
+        except OSError as exc:
+            raise CliError(f"{args.photo}: cannot read: {exc.strerror}") from None
+        cmd = NotLabel(label=label, image_b64=image)
+    elif args.event is not None:
+        cmd = NotLabel(label=label, event_id=args.event, seq=args.seq, face=args.face)
+    else:
+        raise CliError("say which face: --event EVENT_ID [--seq N] [--face I], or --photo PHOTO", EXIT_USAGE)
+    result = _gallery(args, cmd)
+    if args.json:
+        print(result.model_dump_json())
+    elif result.ok:
+        print(f"noted: that face is not {label!r}; it will not be named {label!r} again")
+    else:
+        print(f"refused: {result.reason}")
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
@@ -147,6 +210,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         status["gallery"] = parse(GallerySummary, gallery[-1].payload).labels
     if armed:
         status["armed"] = parse(ArmedState, armed[-1].payload).armed
+    extra = _plugin_status(cli_config(args))
+    status.update(extra)
     if args.json:
         print(json.dumps(status))
         return EXIT_OK
@@ -158,7 +223,21 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"armed: {'yes' if status['armed'] else 'no'}")
     if "gallery" in status:
         print(f"enrolled: {', '.join(sorted(status['gallery'])) or 'nobody'}")  # type: ignore[call-overload]
+    for section, facts in extra.items():
+        for name, value in facts.items():
+            print(f"{section} {name}: {value}")
     return EXIT_OK
+
+
+def _plugin_status(config: Config) -> dict[str, dict[str, str]]:
+    """What the nodes' plugins add beyond MQTT (the recognizer: its HTTP API), by section."""
+    found = {}
+    for plugin in node_plugins():
+        if plugin.status is None:
+            continue
+        if facts := plugin.status(config.section(plugin.settings), config.data_dir):
+            found[plugin.section] = facts
+    return found
 
 
 def _send(args: argparse.Namespace, topic_of: Callable[..., str], payload: object) -> int:
@@ -219,8 +298,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(func=cmd_up)
 
     broker = sub.add_parser("broker", help="Mosquitto files").add_subparsers(dest="broker_cmd", required=True)
-    init = broker.add_parser("init", help="create node passwords, ACL and a broker config in the data dir")
+    init = broker.add_parser(
+        "init", help="create the accounts (one per node) and a broker config in the data dir"
+    )
     init.add_argument("--port", type=int)
+    init.add_argument("--camera", action="append", metavar="ID", help="an account for this camera too")
+    init.add_argument("--recognizer", action="append", metavar="ID", help="an account for this replica too")
     init.set_defaults(func=cmd_broker_init)
     render = broker.add_parser("render", help="write the shipped mosquitto/ files (for docker-compose)")
     render.add_argument("--out", type=Path, default=Path("mosquitto"))
@@ -242,12 +325,24 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("label")
     train.add_argument("images", nargs="+", metavar="IMAGE")
     train.add_argument("--largest", action="store_true", help="several faces: enroll the largest")
-    remote("labels", "list enrolled people", cmd_labels)
+    train.add_argument(
+        "--force", action="store_true", help="enroll even when the face already looks like someone else"
+    )
+    remote("labels", "list enrolled people (and the ones that look alike)", cmd_labels)
     forget = remote("forget", "delete a person and all their photos", cmd_forget)
     forget.add_argument("label")
     rename = remote("rename", "rename a person", cmd_rename)
     rename.add_argument("old")
     rename.add_argument("new")
+    merge = remote("merge", "join LABEL into INTO: one person enrolled under two names", cmd_merge)
+    merge.add_argument("label")
+    merge.add_argument("into")
+    not_ = remote("not", "a face wrongly named LABEL: never name it LABEL again", cmd_not)
+    not_.add_argument("label")
+    not_.add_argument("--event", metavar="EVENT_ID", help="the event the face was named in (the alert's)")
+    not_.add_argument("--seq", type=int, default=0, help="the snapshot of the event (default 0)")
+    not_.add_argument("--face", type=int, default=0, help="the face's index in the result (default 0)")
+    not_.add_argument("--photo", metavar="PHOTO", help="or: a photo of the person who is not LABEL")
     remote("status", "nodes online, armed state, enrolled people", cmd_status)
     remote("arm", "send alerts", cmd_arm)
     remote("disarm", "stop sending alerts", cmd_arm)
@@ -266,9 +361,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from homesec.files import private_umask
     from homesec.logs import setup_logging
     from homesec.requests import NoAnswer
 
+    private_umask()
     args = build_parser().parse_args(argv)
     setup_logging("DEBUG" if args.verbose else "WARNING")
     try:

@@ -8,6 +8,7 @@ plugins declare (`homesec.plugins`), which also contribute one section each.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tomllib
@@ -23,7 +24,10 @@ from homesec.plugins import node_plugins
 from homesec.settings import LogSettings, MqttSettings, Section
 
 ENV_PREFIX = "HOMESEC_"
-CORE_SECRETS = {("mqtt", "password"): "HOMESEC_MQTT_PASSWORD"}
+CORE_SECRETS = {
+    ("mqtt", "password"): "HOMESEC_MQTT_PASSWORD",
+    ("mqtt", "share_group"): "HOMESEC_MQTT_SHARE_GROUP",
+}
 DEFAULT_DATA_DIR = Path(".homesec-data")
 
 S = TypeVar("S", bound=Section)
@@ -150,8 +154,21 @@ def password_path(config: Config, username: str) -> Path:
     return config.data_dir / "secrets" / f"mqtt-{username}.password"
 
 
+def node_user(node: str) -> str:
+    """The MQTT user of a node (`camera/door` -> `camera-door`): one per node instance."""
+    return node.replace("/", "-")
+
+
+def node_client_id(user: str, password: str) -> str:
+    """The one client id the broker accepts for a node user. Derived from its password, so no other
+    credential can guess it and take over the node's session."""
+    digest = hashlib.sha256(f"homesec client id:{user}:{password}".encode()).hexdigest()
+    return f"{user}-{digest[:16]}"
+
+
 def mqtt_for_role(config: Config, role: Role | str) -> MqttSettings:
-    """The MQTT settings a node of `role` connects with: its own user and password."""
+    """The MQTT settings a client connects with: its user (`role` names it: a node's own user, or admin
+    or viewer), password, and for recognizers the shared group, from the data dir unless given."""
     mqtt = config.mqtt
     username = mqtt.username or str(role)
     password = mqtt.password
@@ -161,4 +178,8 @@ def mqtt_for_role(config: Config, role: Role | str) -> MqttSettings:
             password = SecretStr(read_secret_file(file, "mqtt.password_file"))
         elif mqtt.password_file is not None:
             raise ConfigError(f"mqtt.password_file: {file} does not exist")
-    return mqtt.model_copy(update={"username": username, "password": password})
+    group = mqtt.share_group
+    group_file = config.data_dir / "secrets" / "recognizer-group"
+    if group is None and username.startswith(f"{Role.RECOGNIZER}") and group_file.exists():
+        group = SecretStr(read_secret_file(group_file, "the recognizer group"))
+    return mqtt.model_copy(update={"username": username, "password": password, "share_group": group})

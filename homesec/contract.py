@@ -37,6 +37,7 @@ from pydantic import (
     PlainSerializer,
     TypeAdapter,
     ValidationError,
+    model_validator,
 )
 from pydantic_core import ErrorDetails
 
@@ -177,6 +178,8 @@ class Verdict(StrEnum):
     KNOWN = "known"
     UNKNOWN = "unknown"
     NO_FACE = "no_face"
+    # Someone is there but every face is too small to judge: not a stranger, not "unknown person".
+    TOO_SMALL = "too_small"
 
 
 # --------------------------------------------------------------------------------------------- topics
@@ -187,6 +190,8 @@ class Topics:
     """All topic names, for one prefix. `+` wildcards appear only in subscription filters."""
 
     prefix: str = "homesec"
+    share_group: str = "recognizer"
+    """The recognizers' shared-subscription group: a per-deployment secret (`homesec broker init`)."""
 
     # availability and errors, per node: node is e.g. "camera/door", "recognizer/r1", "notifier/main"
     def available(self, node: str) -> str:
@@ -222,7 +227,7 @@ class Topics:
     @property
     def shared_snapshots(self) -> str:
         """Replicas of the recognizer split the snapshots between them."""
-        return f"$share/recognizer/{self.all_snapshots}"
+        return f"$share/{self.share_group}/{self.all_snapshots}"
 
     # recognizer
     def result(self, camera: str) -> str:
@@ -352,8 +357,12 @@ def parse(model: type[P], raw: bytes | str) -> P:
 def _json_object(raw: bytes | str) -> dict[str, Any]:
     try:
         data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of over 4300 digits
         raise ContractError(f"not JSON: {exc}") from None
+    except RecursionError:  # `[[[[...` a few thousand deep: the decoder recurses once per level
+        raise ContractError(
+            "JSON nested too deeply (no payload of the contract nests beyond a few levels)"
+        ) from None
     if not isinstance(data, dict):
         raise ContractError(f"expected a JSON object, got {type(data).__name__}")
     return data
@@ -361,12 +370,17 @@ def _json_object(raw: bytes | str) -> dict[str, Any]:
 
 T = TypeVar("T")
 
+_MAX_PROBLEMS = 5  # named in a refusal; a payload with 100k unknown fields would name them all
+
 
 def _validated(name: str, validate: Callable[[dict[str, Any]], T], data: dict[str, Any]) -> T:
     try:
         return validate(data)
     except ValidationError as exc:
-        problems = "; ".join(_problem(e) for e in exc.errors())
+        errors = exc.errors()
+        problems = "; ".join(_problem(e) for e in errors[:_MAX_PROBLEMS])
+        if len(errors) > _MAX_PROBLEMS:  # the reason travels back in the answer: keep it small
+            problems += f"; and {len(errors) - _MAX_PROBLEMS} more"
         raise ContractError(f"invalid {name}: {problems}") from None
 
 
@@ -436,21 +450,34 @@ class Face(BaseModel):
     label: str | None  # None = unknown
     similarity: float | None  # best gallery similarity (also when below the threshold)
     closest: str | None = None  # closest label even when not matched
+    # unknown because ambiguous: the label within the margin of `closest` (too close to call between them)
+    ambiguous_with: str | None = None
     quality: float | None = None
     rejected: str | None = None  # why the face was not used for matching (too small, blurred...)
     visitor: str | None = None  # stable id of a recurring unknown face
     visitor_seen_week: int | None = None  # events with this visitor in the last 7 days
 
 
+class VisitState(BaseModel):
+    """The verdict of the whole visit (the frames of one motion event) so far."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    verdict: Verdict
+    frames: int = Field(ge=1)  # frames of the visit seen so far
+    decided: bool  # false: waiting for more frames of the visit before deciding (and alerting)
+    revision: int | None = None  # 0 when first decided, then +1 at each change of the visit's verdict
+
+
 class RecognitionResult(Payload):
     camera: str
     event_id: str
     seq: int
-    verdict: Verdict
+    verdict: Verdict  # this frame's
     faces: list[Face]
     timings_ms: dict[str, float]
     model: str
     node: str
+    visit: VisitState | None = None
 
 
 class Alert(Payload):
@@ -464,6 +491,10 @@ class Alert(Payload):
     snapshot_ts: Timestamp
     # A capture someone asked for (/snapshot, `homesec capture`): sent whatever the verdict, armed or not.
     requested: bool = False
+    # The visit's decision: `verdict` is the visit's, `seq` and `faces` its best frame's; `frames` the
+    # frames it is made of, `revision` 0 for the visit's first alert, more for a later change.
+    frames: int = Field(default=1, ge=1)
+    revision: int = Field(default=0, ge=0)
 
 
 class TrainResult(Payload):
@@ -474,6 +505,18 @@ class TrainResult(Payload):
     enrollment_id: int | None = None
     faces_found: int = 0
     quality: float | None = None
+    # refused because the face already matches another label (train with `force` to enroll it anyway)
+    looks_like: str | None = None
+    looks_like_similarity: float | None = None
+
+
+class LabelConflict(BaseModel):
+    """Two labels whose enrollments match each other: probably one person under two names."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    label: str
+    other: str
+    similarity: float  # the best similarity between an enrollment of each
 
 
 class GalleryResult(Payload):
@@ -484,6 +527,9 @@ class GalleryResult(Payload):
     labels: dict[str, int] = Field(default_factory=dict)
     removed: int = 0
     enrolled: int = 0  # name_visitor: faces enrolled
+    negatives: dict[str, int] = Field(default_factory=dict)  # list, not_label: label -> "not them" faces
+    enrollment_id: int | None = None  # enroll_face: the new enrollment
+    conflicts: list[LabelConflict] = Field(default_factory=list)  # list: labels that match each other
 
 
 class GallerySummary(Payload):
@@ -576,16 +622,94 @@ class NameVisitor(_GalleryOp):
     label: Label
 
 
+class DismissVisitor(_GalleryOp):
+    """Forget an unknown visitor (a grouping of no interest, or of several people): its faces stay in
+    their events, no longer grouped; whoever comes back is grouped afresh."""
+
+    op: Literal["dismiss_visitor"] = "dismiss_visitor"
+    visitor: int
+
+
+class MergeLabels(_GalleryOp):
+    """Join `label` into `into` (both enrolled): one person enrolled under two names."""
+
+    op: Literal["merge_labels"] = "merge_labels"
+    label: Label
+    into: Label
+
+
+class NotLabel(_GalleryOp):
+    """ "Not X": a face wrongly named `label`, kept as a negative example so that face is not named it again.
+
+    The face is an archived one (`event_id`, `seq`, `face`: its index in the result's `faces`; `label`
+    defaults to the name it was given there), or the largest face of a photo (`image_b64`, with `label`).
+    """
+
+    op: Literal["not_label"] = "not_label"
+    label: Label | None = None
+    event_id: str | None = None
+    seq: int | None = Field(default=None, ge=0)
+    face: int | None = Field(default=None, ge=0)
+    image_b64: str | None = Field(default=None, repr=False)
+
+    @model_validator(mode="after")
+    def _one_face(self) -> NotLabel:
+        archived = (self.event_id, self.seq, self.face)
+        if self.image_b64 is None and None in archived:
+            raise ValueError("needs 'event_id', 'seq' and 'face' (an archived face), or 'image_b64'")
+        if self.image_b64 is not None and archived != (None, None, None):
+            raise ValueError("give an archived face or 'image_b64', not both")
+        if self.image_b64 is not None and self.label is None:
+            raise ValueError("needs 'label': the name the face in the photo was wrongly given")
+        if self.image_b64 is not None:
+            _image_b64(self.image_b64)  # refused here, while the request is read
+        return self
+
+    @property
+    def image(self) -> bytes | None:
+        return None if self.image_b64 is None else _image_b64(self.image_b64)
+
+
+class EnrollFace(_GalleryOp):
+    """Enroll an archived face as `label`: the clean face of the snapshot an alert showed (`event_id`,
+    `seq`, `face`: its index in the result's `faces`), never the alert's boxed photo. `force` as for
+    training: enroll it even when it already matches another label."""
+
+    op: Literal["enroll_face"] = "enroll_face"
+    event_id: str
+    seq: int = Field(ge=0)
+    face: int = Field(ge=0)
+    label: Label
+    force: bool = False
+
+
 # One JSON object on `recognizer/cmd/gallery`; `op` says which.
 GalleryCommand = Annotated[
-    ListLabels | DeleteLabel | RenameLabel | DeleteEnrollment | NameVisitor, Field(discriminator="op")
+    ListLabels
+    | DeleteLabel
+    | RenameLabel
+    | DeleteEnrollment
+    | NameVisitor
+    | DismissVisitor
+    | MergeLabels
+    | NotLabel
+    | EnrollFace,
+    Field(discriminator="op"),
 ]
 _GALLERY_COMMAND: TypeAdapter[GalleryCommand] = TypeAdapter(GalleryCommand)
 
 
-def parse_gallery_command(raw: bytes | str | Mapping[str, Any]) -> GalleryCommand:
-    """Decode a gallery command (JSON, or its fields); a missing field or unknown op says which."""
+def parse_gallery_command(
+    raw: bytes | str | Mapping[str, Any], correlation_id: str | None = None
+) -> GalleryCommand:
+    """Decode a gallery command (JSON, or its fields); a missing field or unknown op says which.
+
+    The MQTT v5 correlation data, when given, is the command's `request_id` (as for training and search),
+    so the answer's body names the id the requester waits for.
+    """
     data = dict(raw) if isinstance(raw, Mapping) else _json_object(raw)
+    if correlation_id:
+        data["request_id"] = correlation_id
     return _validated("GalleryCommand", _GALLERY_COMMAND.validate_python, data)
 
 
@@ -607,6 +731,7 @@ class TrainMeta(Payload):
 
     request_id: str = Field(default_factory=new_id)
     largest: bool = False  # several faces: enroll the largest instead of refusing
+    force: bool = False  # enroll even when the face already matches another label
     source: str = "mqtt-raw"
 
 
@@ -626,6 +751,7 @@ class Training(BaseModel):
     label: Label
     image: bytes = Field(repr=False)
     largest: bool = False
+    force: bool = False
     source: str = "mqtt"
 
 
@@ -644,6 +770,7 @@ def decode_train(
             label=req.label,
             image=_image_b64(req.image_b64),
             largest=req.largest,
+            force=req.force,
             source=req.source,
         )
     label = topics.label_from_train_raw(topic)
@@ -657,6 +784,7 @@ def decode_train(
         label=label,
         image=payload,
         largest=meta.largest,
+        force=meta.force,
         source=meta.source,
     )
 

@@ -107,13 +107,17 @@ class FakeBroker:
         with self._lock:
             self._route(_Msg(topic, payload, retain, properties))
 
-    def stop(self) -> None:
-        """The broker goes away (sessions and retained messages survive, as with persistence)."""
+    def stop(self, *, forget: bool = False) -> None:
+        """The broker goes away. Sessions and retained messages survive, as with persistence, unless
+        `forget`: a broker without persistence, or killed before it saved them."""
         with self._lock:
             self.running = False
             for session in list(self._sessions.values()):
                 if session.client is not None:
                     self._drop(session, publish_will=False, reconnect=True)
+            if forget:
+                self._sessions.clear()
+                self.retained.clear()
 
     def start(self) -> None:
         with self._lock:

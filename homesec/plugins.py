@@ -49,6 +49,12 @@ class NodePlugin(Generic[S]):
     """Adjusts the environment `homesec up` gives the nodes, given its `--demo-dir` (or None)."""
     up_note: Callable[[S, Path], str | None] | None = None
     """What `homesec up` tells the user about this node at start, given the data dir."""
+    status: Callable[[S, Path], dict[str, str]] | None = None
+    """What `homesec status` adds about this node beyond its MQTT state (name -> value), given the data
+    dir: e.g. the recognizer's HTTP API and its health."""
+    persistent_session: bool = True
+    """Whether the broker keeps the node's session (subscriptions, queued messages) while it is away.
+    Off for a node whose share of a shared subscription must go to the live members instead."""
 
 
 class PluginError(RuntimeError):

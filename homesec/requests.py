@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from homesec.bus import Bus, Message, Unsubscribe
+from homesec.bus import Bus, Message, Unsubscribe, is_transient
 from homesec.contract import ContractError, Payload, parse
 
 log = logging.getLogger(__name__)
@@ -24,6 +24,14 @@ Answer = TypeVar("Answer", bound=Payload)
 
 class NoAnswer(TimeoutError):
     """No answer within the timeout: the answering node is down, or never got the request."""
+
+
+class AnsweredFailure(RuntimeError):
+    """A request failed for a cause that would pass (a full disk) and was answered with a refusal: the
+    bus reports it, and does not hand the request to its handler again."""
+
+
+MAX_REASON = 1000  # characters of a refusal's reason: an exception's text can be as long as its input
 
 
 def request_id_of(msg: Message) -> str | None:
@@ -67,7 +75,8 @@ def serve(
 
     The refusal gets the decoded request's `request_id` when decoding got that far, else the
     CorrelationData. The failure is then re-raised, so the bus reports it on the node's error topic
-    (`bad_payload` for a ContractError, `handler_failed` for anything else).
+    (`bad_payload` for a ContractError, `handler_failed` for anything else; a transient cause such as a
+    full disk as `AnsweredFailure`, since the request has had its answer and must not be retried).
     """
 
     def topic_for(answer: Answer) -> str | None:
@@ -85,8 +94,10 @@ def serve(
                 reason = str(exc)
             else:
                 reason = f"internal error: {type(exc).__name__}: {exc}"
-            refusal = refuse(request_id, reason)
+            refusal = refuse(request_id, reason[:MAX_REASON])
             send_answer(bus, msg, refusal, topic_for(refusal))
+            if is_transient(exc):  # answered: a retry would do the work again behind the requester's back
+                raise AnsweredFailure(reason) from exc
             raise
 
     return bus.subscribe(topic_filter, on_request)

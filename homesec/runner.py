@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from homesec.bus import Bus, MqttBus
-from homesec.config import ConfigError, load_config, mqtt_for_role, password_path
+from homesec.config import ConfigError, load_config, mqtt_for_role, node_client_id, node_user, password_path
+from homesec.files import private_dir, private_umask
 from homesec.logs import setup_logging
 from homesec.plugins import NodePlugin
 from homesec.settings import Section
@@ -48,6 +49,7 @@ def run_node(
     stop_event: threading.Event | None = None,
 ) -> int:
     """Run the node of `plugin`, its service built from its own section and the data dir."""
+    private_umask()
     role = plugin.role
     args = node_parser(f"homesec-{role}").parse_args(argv)
     try:
@@ -55,23 +57,30 @@ def run_node(
         if args.log_level:
             config.log.level = args.log_level.upper()
         settings = config.section(plugin.settings)
-        mqtt = mqtt_for_role(config, role)
+        node = plugin.node_name(settings)
+        mqtt = mqtt_for_role(config, node_user(node))
     except ConfigError as exc:
         setup_logging()
         log.error("%s", exc)
         return 2
-    node = plugin.node_name(settings)
     setup_logging(config.log.level, json_format=config.log.json_format, name=node)
+    user = mqtt.username or node_user(node)
     if mqtt.password is None:
         log.error(
             "no MQTT password for user %r: set HOMESEC_MQTT_PASSWORD, mqtt.password_file, or create %s "
             "(`homesec broker init` does)",
-            mqtt.username,
-            password_path(config, mqtt.username or str(role)),
+            user,
+            password_path(config, user),
         )
         return 2
-    bus = MqttBus(mqtt, node=node)
+    bus = MqttBus(
+        mqtt,
+        node=node,
+        client_id=node_client_id(user, mqtt.password.get_secret_value()),
+        persistent=plugin.persistent_session,
+    )
     try:
+        private_dir(config.data_dir)
         service = build(settings, config.data_dir, bus)
     except Exception as exc:
         log.error("%s cannot start: %s", node, exc)

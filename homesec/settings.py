@@ -34,13 +34,20 @@ class MqttSettings(Section):
     port: int = Field(1883, ge=1, le=65535, description="Broker port.")
     prefix: str = Field("homesec", description="First level of every topic.")
     username: str | None = Field(
-        None, description="MQTT user; default: the node's role (camera, recognizer, notifier, admin)."
+        None,
+        description="MQTT user; default: the node's own (camera-<id>, recognizer-<instance>, notifier-main) "
+        "or admin for the command line.",
     )
     password: SecretStr | None = Field(
         None, description="Never in the file: HOMESEC_MQTT_PASSWORD or password_file."
     )
     password_file: Path | None = Field(
         None, description="File holding the password; default <data_dir>/secrets/mqtt-<username>.password."
+    )
+    share_group: SecretStr | None = Field(
+        None,
+        description="Recognizers only, never in the file: HOMESEC_MQTT_SHARE_GROUP or "
+        "<data_dir>/secrets/recognizer-group (the shared-subscription group `homesec broker init` made).",
     )
     keepalive_s: int = Field(
         30, ge=5, le=3600, description="MQTT keepalive; the last will fires after ~1.5x."

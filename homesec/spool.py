@@ -42,6 +42,7 @@ class DiskSpool:
         self._ids = self._scan()
         self._next = int(self._ids[-1]) + 1 if self._ids else 0
         self._bytes = sum(self._record_size(i) for i in self._ids)
+        self.dropped = 0  # records removed to keep within the bounds, since this spool was opened
 
     def _scan(self) -> list[str]:
         complete = sorted(p.stem for p in self.directory.glob("*.json") if p.stem.isdigit())
@@ -92,21 +93,38 @@ class DiskSpool:
                 oldest,
             )
             self._remove_locked(oldest)
+            self.dropped += 1
+
+    def ids(self) -> list[str]:
+        """The records' ids, oldest first."""
+        with self._lock:
+            return list(self._ids)
 
     def peek(self) -> SpoolItem | None:
         """The oldest record. An unreadable one is moved to `corrupt/` (with an ERROR log), never
         returned again: retrying it forever would block everything queued behind it."""
         with self._lock:
             while self._ids:
-                item_id = self._ids[0]
-                try:
-                    payload = (self.directory / f"{item_id}.bin").read_bytes()
-                    meta = json.loads((self.directory / f"{item_id}.json").read_bytes())
-                    if not isinstance(meta, dict):
-                        raise ValueError("metadata is not a JSON object")
-                    return SpoolItem(item_id, payload, meta)
-                except (OSError, ValueError) as exc:
-                    self._quarantine(item_id, exc)
+                item = self._read(self._ids[0], payload=True)
+                if item is not None:
+                    return item
+            return None
+
+    def get(self, item_id: str, *, payload: bool = True) -> SpoolItem | None:
+        """One record (with an empty payload when `payload` is False: reading only its metadata), or
+        None when it is gone or unreadable (then quarantined like in `peek`)."""
+        with self._lock:
+            return self._read(item_id, payload=payload) if item_id in self._ids else None
+
+    def _read(self, item_id: str, *, payload: bool) -> SpoolItem | None:
+        try:
+            data = (self.directory / f"{item_id}.bin").read_bytes() if payload else b""
+            meta = json.loads((self.directory / f"{item_id}.json").read_bytes())
+            if not isinstance(meta, dict):
+                raise ValueError("metadata is not a JSON object")
+            return SpoolItem(item_id, data, meta)
+        except (OSError, ValueError) as exc:
+            self._quarantine(item_id, exc)
             return None
 
     def _quarantine(self, item_id: str, exc: Exception) -> None:

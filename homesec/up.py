@@ -17,13 +17,15 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from homesec.broker import MosquittoProcess, free_port, port_open, prepare_local_broker
 from homesec.bus import Message, MqttBus
-from homesec.config import Config, load_config, mqtt_for_role
-from homesec.contract import META_PROPERTY, Role, Topics
+from homesec.config import Config, load_config, mqtt_for_role, secret_keys
+from homesec.contract import META_PROPERTY, Role, Topics, split_node
+from homesec.files import private_dir, private_umask, write_atomic
 from homesec.plugins import NodePlugin, node_plugins, plugin_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -47,7 +49,8 @@ def _short(face: dict[str, object]) -> str:
 
 
 def describe(topics: Topics, msg: Message) -> str | None:
-    """One human line for a bus message, or None for the ones not worth printing."""
+    """One human line for a bus message, or None for the ones not worth printing. (The monitor is the
+    viewer: it sees no photos, so snapshots and alerts show through their results and deliveries.)"""
     if msg.retain:
         return None  # state left from an earlier run, replayed at subscription: not news
     parts = topics.levels(msg.topic)
@@ -63,16 +66,11 @@ def describe(topics: Topics, msg: Message) -> str | None:
         return f"[{body.get('node')}] ERROR {body.get('error')} on {body.get('topic')}: {body.get('detail')}"
     if parts[0] == "camera" and parts[-1] == "motion":
         return f"[camera {parts[1]}] motion {body['state']} ({body['trigger']})"
-    if parts[0] == "camera" and parts[-1] == "snapshot":
-        kb = len(msg.payload) // 1024
-        return f"[camera {parts[1]}] snapshot {body['seq'] + 1}/{body['burst']} {body['width']}x{body['height']} {kb} KB"
     if parts[:2] == ["recognizer", "result"]:
         faces = ", ".join(_short(f) for f in body["faces"]) or "no face"
         total = body.get("timings_ms", {}).get("total")
         took = f" in {total:.0f} ms" if isinstance(total, float | int) else ""
         return f"[recognizer] {parts[2]} #{body['seq'] + 1}: {faces} -> {body['verdict'].upper()}{took}"
-    if parts[:2] == ["recognizer", "alert"]:
-        return f"[recognizer] alert for {parts[2]}: {body['verdict']} ({len(msg.payload) // 1024} KB photo)"
     if msg.topic == topics.train_result:
         ok = f"enrolled {body['label']!r}" if body["ok"] else f"refused {body['label']!r}: {body['reason']}"
         return f"[recognizer] training: {ok}"
@@ -87,8 +85,8 @@ def describe(topics: Topics, msg: Message) -> str | None:
 class Supervisor:
     """Runs the node processes, restarts one that dies (with a pause), stops them all on request."""
 
-    def __init__(self, env: dict[str, str], log_dir: Path, config_path: Path | None) -> None:
-        self.env, self.log_dir, self.config_path = env, log_dir, config_path
+    def __init__(self, envs: dict[str, dict[str, str]], log_dir: Path, config_path: Path | None) -> None:
+        self.envs, self.log_dir, self.config_path = envs, log_dir, config_path
         self.programs: dict[str, str] = {}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.stopping = False
@@ -97,9 +95,11 @@ class Supervisor:
         cmd = [sys.executable, "-m", program]
         if self.config_path:
             cmd += ["--config", str(self.config_path)]
-        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - kept open for the child
-        self.programs[name] = program
-        self.procs[name] = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=log, cwd=os.getcwd())
+        with open(self.log_dir / f"{name}.log", "ab") as log:  # the child keeps its own copy
+            self.programs[name] = program
+            self.procs[name] = subprocess.Popen(
+                cmd, env=self.envs[name], stdout=log, stderr=log, cwd=os.getcwd()
+            )
 
     def watch(self) -> None:
         for name, proc in list(self.procs.items()):
@@ -125,20 +125,47 @@ class Supervisor:
                 proc.kill()
 
 
-def _node_env(local: Config, demo_dir: Path | None) -> dict[str, str]:
-    """The environment of every node: the local broker and data dir, and what each plugin adds (the
-    camera: the demo scene unless it has a source of its own)."""
-    env = dict(os.environ)
-    env.update(
+def watch_broker(broker: MosquittoProcess) -> None:
+    """Like a node: a broker that died is reported and started again, on the same port (the nodes
+    reconnect by themselves; what it had not saved yet, the cameras publish again)."""
+    code = broker.exit_code()
+    if code is None:
+        return
+    print(f"[up] mosquitto exited with code {code}; restarting it on port {broker.port}", flush=True)
+    try:
+        broker.start()
+    except RuntimeError as exc:  # e.g. something else took the port meanwhile: try again next round
+        print(f"[up] {exc}", flush=True)
+        return
+    print(f"[up] mosquitto is back on 127.0.0.1:{broker.port}", flush=True)
+
+
+def _secret_variables() -> set[str]:
+    """Environment variables that carry a secret (and their `_FILE` forms)."""
+    names = set(secret_keys().values())
+    return names | {f"{name}_FILE" for name in names}
+
+
+def node_envs(local: Config, demo_dir: Path | None, environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """Each node's environment, by section: the local broker and data dir, no secret but its own (each
+    node finds its MQTT password in the data dir), and what its plugin adds (the camera: the demo scene
+    unless it has a source of its own)."""
+    base = {k: v for k, v in environ.items() if k not in _secret_variables()}
+    base.update(
         HOMESEC_MQTT__HOST=local.mqtt.host,
         HOMESEC_MQTT__PORT=str(local.mqtt.port),
         HOMESEC_DATA_DIR=str(local.data_dir),
         PYTHONUNBUFFERED="1",
     )
+    envs = {}
     for plugin in node_plugins():
+        own = {*plugin.secrets.values()}
+        own |= {f"{name}_FILE" for name in own}
+        env = {**base, **{k: v for k, v in environ.items() if k in own}}
         if plugin.up_env is not None:
             plugin.up_env(local.section(plugin.settings), demo_dir, env)
-    return env
+        envs[plugin.section] = env
+    return envs
 
 
 def _notes(config: Config, data_dir: Path) -> list[str]:
@@ -182,12 +209,25 @@ def _show(line: str | None) -> None:
         print(time.strftime("%H:%M:%S"), line, flush=True)
 
 
+def _instances(config: Config, role: Role) -> list[str]:
+    plugin = plugin_for(role)
+    return [split_node(_node_name(plugin, config))[1]] if plugin is not None else []
+
+
 def run_up(args: argparse.Namespace) -> int:
+    private_umask()
     config = load_config(args.config)
     data_dir = config.data_dir.resolve()
+    private_dir(data_dir)
     port = pick_port(args.port)
-    files = prepare_local_broker(data_dir, port, prefix=config.mqtt.prefix)
-    (data_dir / "broker" / "port").write_text(f"{port}\n")
+    files = prepare_local_broker(
+        data_dir,
+        port,
+        prefix=config.mqtt.prefix,
+        cameras=_instances(config, Role.CAMERA),
+        recognizers=_instances(config, Role.RECOGNIZER),
+    )
+    write_atomic(data_dir / "broker" / "port", f"{port}\n".encode())
     # The configuration every node and helper client of this run uses: this broker, this data dir.
     local = config.model_copy(
         update={
@@ -200,7 +240,7 @@ def run_up(args: argparse.Namespace) -> int:
     broker = MosquittoProcess(files.conf, port, log_dir / "mosquitto.log")
     broker.start()
     print(f"[up] mosquitto on 127.0.0.1:{port} (config {files.conf}); node logs in {log_dir}", flush=True)
-    sup = Supervisor(_node_env(local, args.demo_dir), log_dir, args.config)
+    sup = Supervisor(node_envs(local, args.demo_dir, os.environ), log_dir, args.config)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -221,6 +261,7 @@ def run_up(args: argparse.Namespace) -> int:
         if not args.no_enroll:
             threading.Thread(target=_enroll_quietly, args=(local,), daemon=True).start()
         while not stop.wait(1):
+            watch_broker(broker)
             sup.watch()
     finally:
         print("[up] stopping", flush=True)

@@ -1,8 +1,10 @@
 """The Telegram bot: a getUpdates long-polling thread that turns chat commands into bus messages.
 
-Only chats in `allowed_chat_ids` are obeyed. Everything the bot says goes through the Replier's
-thread, so a slow Telegram never stalls command handling. The household commands (status, arming,
-snapshots, labels) are answered here; those that ask the recognizer live in `recognizer_commands`.
+Only chats in `allowed_chat_ids` are obeyed; any other chat gets one refusal an hour, then silence, on
+a sender thread of its own, so a flood from strangers never delays the household's answers. Everything
+the bot says goes through those sender threads, so a slow Telegram never stalls command handling.
+The household commands (status, arming, snapshots, labels) are answered here; those that ask the
+recognizer live in `recognizer_commands`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any, Protocol
 from homesec.bus import Bus
 from homesec.contract import ArmedState, CaptureCommand, ContractError, Role, check_id, split_node
 
-from .policy import backoff_delay
+from .policy import Strangers, backoff_delay
 from .recognizer_commands import RecognizerCommands
 from .replies import Replier
 from .settings import NotifierSettings
@@ -32,7 +34,9 @@ HELP = """🏠 homesec bot
 /forget <name> – remove a person from the gallery
 /train <name> – as the caption of a photo, or as a reply to an alert photo
 /search – as the caption of a photo, or as a reply to one: when was this person seen?
-Alerts carry an "Enroll this person" button: tap it and reply with the name."""
+/not <name> – as the caption of a photo, or as a reply to one: that person is not <name>
+Alerts carry an "Enroll this person" button: tap it and reply with the name, and a "Not X" button
+for each face they named: tap it when that was someone else."""
 
 Command = Callable[[BotApi, dict[str, Any], str], None]
 
@@ -45,6 +49,11 @@ class Household(Protocol):
     def nodes(self) -> dict[str, str]: ...
     def labels(self) -> dict[str, int] | None: ...
     def queue_info(self) -> str: ...
+
+
+def _worth_a_line(ignored: int) -> bool:
+    """Log the 1st, 10th, 100th... ignored message: a flood leaves a few lines, not one per message."""
+    return ignored > 0 and str(ignored).rstrip("0") == "1"
 
 
 def parse_command(text: str) -> tuple[str, str] | None:
@@ -66,8 +75,13 @@ class Bot:
         replier: Replier,
         recognizer_commands: RecognizerCommands,
         offsets: OffsetStore,
+        *,
+        refusals: Replier,
+        strangers: Strangers,
     ) -> None:
         self.settings = settings
+        self.refusals = refusals
+        self.strangers = strangers
         self.bus = bus
         self.household = household
         self.replier = replier
@@ -88,6 +102,7 @@ class Bot:
             "forget": recognizer_commands.forget,
             "train": recognizer_commands.train,
             "search": recognizer_commands.search,
+            "not": recognizer_commands.not_label,
         }
 
     # -- lifecycle
@@ -145,9 +160,21 @@ class Bot:
         return chat is not None and chat in self.settings.allowed_chat_ids
 
     def _refuse(self, chat: int, who: dict[str, Any] | None) -> None:
+        refusal = self.strangers.refuse(chat)
+        if not refusal.answer:
+            if _worth_a_line(refusal.ignored):
+                log.warning("chat %s: %d messages ignored since its refusal", chat, refusal.ignored)
+            return
         name = (who or {}).get("username") or (who or {}).get("first_name") or "?"
-        log.warning("refused a message from chat %s (%s): not in notifier.allowed_chat_ids", chat, name)
-        self.replier.say(
+        log.warning(
+            "refused a message from chat %s (%s): not in notifier.allowed_chat_ids; %s",
+            chat,
+            name,
+            f"{refusal.ignored} more were ignored before this one"
+            if refusal.ignored
+            else "the next hour's messages from it are ignored",
+        )
+        self.refusals.say(
             chat, f"⛔ This is a private bot. Your chat id is {chat}; ask its owner to allow it."
         )
 
@@ -231,8 +258,11 @@ class Bot:
     def _callback(self, cb: dict[str, Any]) -> None:
         chat = ((cb.get("message") or {}).get("chat") or {}).get("id")
         if not self.allowed(chat):
-            log.warning("refused a button press from %s in chat %s", (cb.get("from") or {}).get("id"), chat)
-            self.replier.answer_callback(str(cb.get("id")), "⛔ Not allowed")
+            if self.strangers.refuse(("button", chat)).answer:
+                log.warning(
+                    "refused a button press from %s in chat %s", (cb.get("from") or {}).get("id"), chat
+                )
+                self.refusals.answer_callback(str(cb.get("id")), "⛔ Not allowed")
             return
         assert isinstance(chat, int)
         self.recognizer_commands.button(cb, chat)

@@ -11,13 +11,18 @@ from .telegram import CAPTION_LIMIT, clip
 HEADLINES = {
     Verdict.UNKNOWN: "🚨 Unknown person",
     Verdict.NO_FACE: "👀 Motion, no usable face",
+    Verdict.TOO_SMALL: "👤 Someone, face too small to recognise,",
     Verdict.KNOWN: "Known person",
 }
 
 
 def local_time(moment: datetime, zone: tzinfo | None) -> str:
-    """`moment` in `zone` (None: the system's local zone); the contract keeps it within range."""
-    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+    """`moment` in `zone` (None: the system's local zone). Never raises: the contract keeps times a day
+    inside datetime's range, and should a time still not convert, it is shown as it came."""
+    try:
+        return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+    except (OverflowError, ValueError, OSError):  # OSError: the platform's localtime() refused it
+        return moment.isoformat(sep=" ", timespec="seconds")
 
 
 def _face_line(face: Face) -> str:
@@ -30,6 +35,8 @@ def _face_line(face: Face) -> str:
         seen = face.visitor_seen_week
         times = f", seen {seen} time{'s' if seen != 1 else ''} this week" if seen else ""
         who = f"unknown visitor {face.visitor}{times}"
+    if face.ambiguous_with:  # usually one person enrolled under two names: `homesec labels` shows it
+        return f"• {who}: too close to call between {face.closest} and {face.ambiguous_with} ({face.similarity or 0:.2f})"
     closest = face.closest or (None if face.similarity is None else "?")
     if closest is None:
         return f"• {who} (gallery empty)"
@@ -37,7 +44,7 @@ def _face_line(face: Face) -> str:
 
 
 def build_caption(alert: Alert, zone: tzinfo | None = None, grouped: int = 1) -> str:
-    headline = "📷 Snapshot" if alert.requested else HEADLINES[alert.verdict]
+    headline = "📷 Snapshot" if alert.requested else HEADLINES.get(alert.verdict, f"Alert ({alert.verdict})")
     lines = [
         f"{headline} at {alert.camera}",
         f"🕒 {local_time(alert.snapshot_ts, zone)}",

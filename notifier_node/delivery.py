@@ -1,10 +1,11 @@
-"""Alert delivery that loses nothing.
+"""Alert delivery that loses nothing and never holds up the bus.
 
-The bus handler tries Telegram first. When Telegram is unreachable (network, timeout, 5xx, 429) the
-alert goes to a disk spool *before the handler returns*, i.e. before the MQTT ack, and a delivery
-thread drains the spool in order with backoff. While the spool is non-empty new alerts queue behind it.
-Alerts Telegram refuses for good (400/401/403) are parked on disk and reported on the error topic.
-Delivery is at-least-once: a send that timed out after Telegram got it is sent again.
+The bus handler only makes an alert safe: one record per chat in a disk spool (or, without Telegram, a
+file in the outbox), synced before the handler returns, i.e. before the MQTT ack. The delivery thread
+sends the spool in order, with backoff while Telegram is unreachable, so a slow or hung Telegram never
+delays the bus worker (arming, training and search answers). Alerts Telegram refuses for good
+(400/401/403) are parked on disk and reported on the error topic. Delivery to Telegram is at-least-once
+from the spool: a send that timed out after Telegram got it is sent again.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from homesec.bus import Bus
 from homesec.contract import Alert, Delivered, Verdict, parse
 from homesec.spool import DiskSpool, SpoolItem
 
+from .alert_faces import face_to_enroll
 from .caption import build_caption
-from .photo import fit_photo
+from .handled import HandledKeys, alert_key
+from .photo import PhotoError, fit_photo
 from .policy import Grouper, RateLimiter, backoff_delay, visitors_of
 from .settings import NotifierSettings
 from .store import AlertStore, alert_stem, write_pair
@@ -34,10 +37,28 @@ from .telegram import BotApi, PermanentError, RateLimited, RetryableError
 log = logging.getLogger(__name__)
 
 ENROLL_PREFIX = "enroll:"
+SENT = "#sent"  # suffix of the handled key of an alert Telegram has taken for a chat
+NOT_PREFIX = "not:"
+CALLBACK_DATA_MAX = 64  # bytes, Telegram's limit
 
 
 def enroll_keyboard(key: str) -> dict[str, Any]:
     return {"inline_keyboard": [[{"text": "👤 Enroll this person", "callback_data": ENROLL_PREFIX + key}]]}
+
+
+def alert_keyboard(alert: Alert, key: str) -> dict[str, Any] | None:
+    """Enroll for an unknown face; "Not X" for each face the alert named (it may be a look-alike)."""
+    rows = enroll_keyboard(key)["inline_keyboard"] if alert.verdict == Verdict.UNKNOWN else []
+    for index, face in enumerate(alert.faces):
+        data = not_label_data(alert.event_id, alert.seq, index)
+        if face.label is not None and len(data.encode()) <= CALLBACK_DATA_MAX:
+            rows.append([{"text": f"🙅 Not {face.label}", "callback_data": data}])
+    return {"inline_keyboard": rows} if rows else None
+
+
+def not_label_data(event_id: str, seq: int, face: int) -> str:
+    """The "Not X" button's callback data: the archived face (the recognizer knows the name it gave)."""
+    return f"{NOT_PREFIX}{seq}:{face}:{event_id}"
 
 
 @dataclass
@@ -57,6 +78,7 @@ class Deliverer:
         grouper: Grouper,
         limiter: RateLimiter,
         zone: tzinfo | None,
+        handled: HandledKeys,
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
@@ -69,16 +91,20 @@ class Deliverer:
         self.outbox = data_dir / "outbox"
         self.parked = data_dir / "notifier" / "parked"
         self.alerts = AlertStore(data_dir / "notifier" / "alerts", settings.alerts_kept)
+        self.handled = handled
         self.spool = DiskSpool(
             data_dir / "spool" / "notifier", settings.spool.max_items, settings.spool.max_bytes
         )
-        self._inline_api = api_factory() if api_factory else None
         self._sent: OrderedDict[str, _Sent] = OrderedDict()
         self._edits: dict[str, int] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        # What a watcher (a test, a status line) can read of the delivery thread: sending right now, and
+        # how many sends have failed so far.
+        self.busy = False
+        self.failed_attempts = 0
 
     @property
     def telegram(self) -> bool:
@@ -98,19 +124,22 @@ class Deliverer:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=self.settings.request_timeout_s + self.settings.connect_timeout_s + 2)
-        if self._inline_api is not None:
-            self._inline_api.close()
 
     # -- called by the bus handler (one thread)
     def deliver(self, alert: Alert, jpeg: bytes, topic: str, group: str) -> None:
+        """Make the alert safe on disk for every chat it goes to; raises OSError when it cannot be.
+        A retry after a partial failure spools only the chats not spooled yet."""
         if not self.telegram:
             self._to_outbox(alert, jpeg, group)
             return
+        chats = [c for c in self.settings.alert_chats if alert_key(alert, c) not in self.handled]
+        if not chats:
+            return
         unknown = visitors_of(alert)  # the alert photo names its visitor only when it shows just one
-        key = self.alerts.add(jpeg, visitor=next(iter(unknown)) if len(unknown) == 1 else None)
-        assert self._inline_api is not None
-        queued = 0
-        for chat in self.settings.alert_chats:
+        visitor = next(iter(unknown)) if len(unknown) == 1 else None
+        face = face_to_enroll(alert)  # enrolling from the alert uses the archived, unboxed face
+        key = self.alerts.add(jpeg, visitor=visitor, face=None if face is None else face.encode())
+        for chat in chats:
             meta = {
                 "chat": chat,
                 "alert": alert.model_dump(mode="json"),
@@ -118,23 +147,8 @@ class Deliverer:
                 "key": key,
                 "topic": topic,
             }
-            if queued or len(self.spool):
-                self.spool.put(jpeg, meta)  # keep order: nothing overtakes what is already waiting
-                queued += 1
-                continue
-            try:
-                self._send(self._inline_api, chat, alert, jpeg, group, key)
-            except RetryableError as exc:
-                if isinstance(exc, RateLimited):
-                    self.limiter.push_back(chat, exc.retry_after)
-                log.warning("Telegram unavailable (%s): alert %s spooled", exc, alert.event_id)
-                self.spool.put(jpeg, meta)
-                queued += 1
-            except Exception as exc:  # PermanentError, or a photo Pillow cannot read: park, report
-                if not isinstance(exc, PermanentError):
-                    log.exception("alert %s cannot be sent", alert.event_id)
-                self._park(SpoolItem("inline", jpeg, meta), exc)
-        if queued:
+            self.spool.put(jpeg, meta)
+            self.handled.add(alert_key(alert, chat))
             self._wake.set()
 
     def follow_up(self, group: str, count: int) -> None:
@@ -149,11 +163,19 @@ class Deliverer:
     def _send(self, api: BotApi, chat: int, alert: Alert, jpeg: bytes, group: str, key: str) -> None:
         self.limiter.wait_turn(chat, self._stop)
         grouped = self.grouper.count(group)
-        markup = enroll_keyboard(key) if alert.verdict == Verdict.UNKNOWN else None
-        photo = fit_photo(jpeg, self.settings.max_photo_bytes)
-        msg = api.send_photo(chat, photo, build_caption(alert, self.zone, grouped), reply_markup=markup)
+        markup = alert_keyboard(alert, key)
+        caption = build_caption(alert, self.zone, grouped)
+        try:
+            photo = fit_photo(jpeg, self.settings.max_photo_bytes)
+        except PhotoError as exc:  # the household still hears of it; the photo is parked for inspection
+            api.send_message(chat, f"{caption}\n⚠️ The photo could not be sent: {exc}")
+            raise
+        msg = api.send_photo(chat, photo, caption, reply_markup=markup)
         message_id = int(msg.get("message_id", 0))
-        self.alerts.link(chat, message_id, key)
+        try:
+            self.alerts.link(chat, message_id, key)
+        except OSError as exc:  # sent: failing here would send it again. Only reply-to-train loses it.
+            log.warning("alert %s sent, but which message shows it is not saved: %s", alert.event_id, exc)
         with self._lock:
             sent = self._sent.setdefault(group, _Sent(alert, key))
             sent.messages.append((chat, message_id))
@@ -172,9 +194,12 @@ class Deliverer:
         )
 
     def _to_outbox(self, alert: Alert, jpeg: bytes, group: str) -> None:
+        if alert_key(alert, "outbox") in self.handled:
+            return
         caption = build_caption(alert, self.zone)
         meta = {"alert": alert.model_dump(mode="json"), "caption": caption, "group": group}
         path = write_pair(self.outbox, alert_stem(alert.camera, alert.event_id), jpeg, meta)
+        self.handled.add(alert_key(alert, "outbox"))
         log.info("alert %s/%s written to %s", alert.camera, alert.event_id, path)
         self.bus.publish(
             self.bus.topics.delivered,
@@ -212,13 +237,25 @@ class Deliverer:
             if self._wake.wait(1.0):
                 self._wake.clear()
             return attempt
-        return self._drain_one(api, item, attempt)
+        self.busy = True
+        try:
+            failures = self._drain_one(api, item, attempt)
+        finally:
+            self.busy = False
+        if failures:
+            self.failed_attempts += 1
+        return failures
 
     def _drain_one(self, api: BotApi, item: SpoolItem, attempt: int) -> int:
         """Send the oldest spooled alert; return the new failure count."""
         try:
             chat, alert = int(item.meta["chat"]), parse(Alert, json.dumps(item.meta["alert"]))
-            self._send(api, chat, alert, item.payload, str(item.meta["group"]), str(item.meta["key"]))
+            sent = alert_key(alert, chat) + SENT
+            if sent in self.handled:  # sent just before a crash or a full disk kept it in the spool
+                log.info("alert %s already sent to chat %s: not sent again", alert.event_id, chat)
+            else:
+                self._send(api, chat, alert, item.payload, str(item.meta["group"]), str(item.meta["key"]))
+                self._remember(sent)
         except RateLimited as exc:
             self.limiter.push_back(int(item.meta["chat"]), exc.retry_after)
             log.warning(
@@ -235,11 +272,20 @@ class Deliverer:
             self._stop.wait(delay)
             return attempt + 1
         except Exception as exc:  # PermanentError, or a record we cannot read: park it, never spin on it
-            if not isinstance(exc, PermanentError):
+            if isinstance(exc, PhotoError):
+                log.error("alert %s sent without its photo: %s", item.id, exc)
+            elif not isinstance(exc, PermanentError):
                 log.exception("unusable spooled alert %s", item.id)
             self._park(item, exc)
         self.spool.remove(item.id)
         return 0
+
+    def _remember(self, sent: str) -> None:
+        """Record a send, so a crash before the spool forgets it does not send it twice."""
+        try:
+            self.handled.add(sent)
+        except OSError as exc:  # the spool record goes anyway: better one duplicate than a send loop
+            log.warning("could not record a sent alert (%s): a restart now may send it again", exc)
 
     def _apply_edits(self, api: BotApi) -> None:
         with self._lock:
@@ -247,7 +293,7 @@ class Deliverer:
             jobs = [(self._sent[g], n) for g, n in edits.items() if g in self._sent]
         for sent, count in jobs:  # best effort: the alert itself went out already
             caption = build_caption(sent.alert, self.zone, count)
-            markup = enroll_keyboard(sent.key) if sent.alert.verdict == Verdict.UNKNOWN else None
+            markup = alert_keyboard(sent.alert, sent.key)
             for chat, message_id in sent.messages:
                 try:
                     self.limiter.wait_turn(chat, self._stop)

@@ -12,8 +12,9 @@ from homesec.contract import Alert, Verdict, new_id
 
 Clock = Callable[[], float]
 
-# An unknown face is worth a fresh alert even inside a no-face group: it is the photo people want.
-VERDICT_RANK = {Verdict.KNOWN: 0, Verdict.NO_FACE: 1, Verdict.UNKNOWN: 2}
+# An unknown face is worth a fresh alert even inside a no-face group: it is the photo people want;
+# so is a face too small to judge after motion alone (someone came into view).
+VERDICT_RANK = {Verdict.KNOWN: 0, Verdict.NO_FACE: 1, Verdict.TOO_SMALL: 2, Verdict.UNKNOWN: 3}
 
 
 def visitors_of(alert: Alert) -> frozenset[str]:
@@ -124,3 +125,33 @@ class Grouper:
         with self._lock:
             g = self._groups.get(group)
             return g.count if g else 1
+
+
+@dataclass(frozen=True)
+class Refusal:
+    answer: bool  # False: stay silent
+    ignored: int  # messages from this sender left unanswered since its last refusal
+
+
+class Strangers:
+    """Chats the bot does not obey get one refusal per `interval` seconds, then silence: a flood of
+    messages from one chat costs one reply an hour. Remembers the last `keep` senders."""
+
+    def __init__(self, interval: float, clock: Clock, keep: int = 1000) -> None:
+        self.interval = interval
+        self._clock = clock
+        self._keep = keep
+        self._last: OrderedDict[object, tuple[float, int]] = OrderedDict()  # sender -> (refused at, ignored)
+        self._lock = threading.Lock()
+
+    def refuse(self, sender: object) -> Refusal:
+        with self._lock:
+            now = self._clock()
+            refused_at, ignored = self._last.pop(sender, (None, 0))
+            if refused_at is not None and now - refused_at < self.interval:
+                self._last[sender] = (refused_at, ignored + 1)
+                return Refusal(False, ignored + 1)
+            self._last[sender] = (now, 0)
+            while len(self._last) > self._keep:
+                self._last.popitem(last=False)
+            return Refusal(True, ignored)

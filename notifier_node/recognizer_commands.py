@@ -3,7 +3,8 @@
 `/train <name>` on a photo or as a reply to an alert; `/forget <name>`; `/search` on a photo or as a
 reply to one ("when was this person seen?", docs/search.md); the alert's "Enroll this person" button,
 which asks for the name with a ForceReply prompt and trains from the alert (or, for a recurring
-visitor, enrolls all of their archived faces). Each request goes out through the Requester; the
+visitor, enrolls all of their archived faces); the alert's "Not X" button and `/not <name>` on a photo
+or as a reply to one: that face was wrongly named, do not name it (or its look-alikes) so again. Each request goes out through the Requester; the
 answer, or the lack of one within `reply_timeout_s`, goes back to the chat that asked.
 """
 
@@ -18,11 +19,14 @@ from datetime import tzinfo
 from functools import partial
 from typing import Any, TypeVar
 
+from homesec.bus import PayloadTooLarge
 from homesec.contract import (
     ContractError,
     DeleteLabel,
+    EnrollFace,
     GalleryResult,
     NameVisitor,
+    NotLabel,
     Payload,
     SearchRequest,
     SearchResult,
@@ -33,9 +37,10 @@ from homesec.contract import (
 )
 from homesec.requests import Requester
 
+from .alert_faces import FaceRef, decode_ref, enroll_answer
 from .caption import local_time
-from .delivery import ENROLL_PREFIX
-from .photo import ChatPhoto, photo_of
+from .delivery import ENROLL_PREFIX, NOT_PREFIX
+from .photo import ChatPhoto, PhotoError, fit_photo, photo_of
 from .replies import Replier
 from .store import AlertStore
 from .telegram import BotApi, TelegramError
@@ -47,6 +52,7 @@ ChatMessage = dict[str, Any]  # a Telegram message, as getUpdates gives it
 
 SHOWN = 10  # sightings listed in a search answer (the most recent)
 TRAIN_USAGE = "Send /train <name> as the caption of a photo, or as a reply to a photo."
+NOT_USAGE = "Send /not <name> as the caption of a photo, or as a reply to one: that person is not <name>."
 SEARCH_USAGE = "Send /search as the caption of a photo, or as a reply to a photo or an alert: I tell you when that person was seen."
 
 
@@ -64,6 +70,8 @@ def gallery_answer(result: GalleryResult, what: str) -> str:
     done = what[:1].upper() + what[1:]
     if result.op == "name_visitor":
         return f"✅ {done}: {result.enrolled} photos of them enrolled."
+    if result.op == "not_label":
+        return f"✅ {done}: noted, that face will not be given that name again."
     plural = "s" if result.removed != 1 else ""
     return f"🗑 {done}: done, {result.removed} enrollment{plural} removed."
 
@@ -90,8 +98,11 @@ class RecognizerCommands:
         *,
         timeout: float,
         zone: tzinfo | None,
+        photo_max_bytes: int = 4 * 1024 * 1024,
     ) -> None:
+        """`photo_max_bytes`: larger photos are re-encoded smaller before they go to the recognizer."""
         self.requester = requester
+        self.photo_max_bytes = photo_max_bytes
         self.topics = topics
         self.replier = replier
         self.alerts = alerts
@@ -103,7 +114,7 @@ class RecognizerCommands:
     def _ask(
         self,
         topic: str,
-        request: TrainRequest | DeleteLabel | NameVisitor | SearchRequest,
+        request: TrainRequest | DeleteLabel | NameVisitor | NotLabel | EnrollFace | SearchRequest,
         answer_model: type[A],
         answer_text: Callable[[A], str],
         chat: int,
@@ -111,6 +122,25 @@ class RecognizerCommands:
         what: str,
     ) -> None:
         """Send `request`; its answer, or a word that none came, goes back to `chat`."""
+        try:
+            self._request(topic, request, answer_model, answer_text, chat, reply_to, what)
+        except (
+            PayloadTooLarge
+        ) as exc:  # the bus refused to carry it: say so, it is not the recognizer's fault
+            self.replier.say(
+                chat, f"❌ Too large to send to the recognizer for {what}: {exc}", reply_to=reply_to
+            )
+
+    def _request(
+        self,
+        topic: str,
+        request: TrainRequest | DeleteLabel | NameVisitor | NotLabel | EnrollFace | SearchRequest,
+        answer_model: type[A],
+        answer_text: Callable[[A], str],
+        chat: int,
+        reply_to: int,
+        what: str,
+    ) -> None:
         self.requester.request_async(
             topic,
             request,
@@ -135,11 +165,19 @@ class RecognizerCommands:
             return None
         if photo is None:
             self.replier.say(chat, usage, reply_to=mid)
-        return photo
+            return None
+        try:  # a photo the recognizer can take: the bus carries at most mqtt.max_payload_mb
+            return ChatPhoto(fit_photo(photo.jpeg, self.photo_max_bytes), photo.from_alert)
+        except PhotoError as exc:
+            mb = len(photo.jpeg) / (1024 * 1024)
+            self.replier.say(chat, f"❌ That photo cannot be used ({mb:.1f} MB): {exc}", reply_to=mid)
+            return None
 
     # -- commands
     def train(self, api: BotApi, msg: ChatMessage, arg: str) -> None:
-        if (photo := self._photo(api, msg, TRAIN_USAGE)) is not None:
+        if (ref := self._alert_face(msg)) is not None:  # a reply to an alert: its clean archived face
+            self._enroll_face(msg["chat"]["id"], msg["message_id"], arg, ref)
+        elif (photo := self._photo(api, msg, TRAIN_USAGE)) is not None:
             self._train(msg["chat"]["id"], msg["message_id"], arg, photo.jpeg, largest=photo.from_alert)
 
     def forget(self, api: BotApi, msg: ChatMessage, arg: str) -> None:
@@ -162,11 +200,43 @@ class RecognizerCommands:
         self._ask(self.topics.search_cmd, req, SearchResult, answer, chat, mid, "searching the archive")
         log.info("chat %s: face search (%d bytes)", chat, len(photo.jpeg))
 
+    def not_label(self, api: BotApi, msg: ChatMessage, arg: str) -> None:
+        """`/not <name>` on a photo: the face in it is not <name>."""
+        chat, mid = msg["chat"]["id"], msg["message_id"]
+        try:
+            label = check_label(arg)
+        except (ContractError, ValueError) as exc:
+            self.replier.say(chat, f"Usage: /not <name>. {exc}", reply_to=mid)
+            return
+        if (photo := self._photo(api, msg, NOT_USAGE)) is not None:
+            cmd = NotLabel(label=label, image_b64=base64.b64encode(photo.jpeg).decode())
+            self._correct(cmd, chat, mid, f"not {label}")
+
+    def _correct(self, cmd: NotLabel, chat: int, reply_to: int | None, what: str) -> None:
+        answer = partial(gallery_answer, what=what)
+        self._ask(self.topics.gallery_cmd, cmd, GalleryResult, answer, chat, reply_to or 0, what)
+        log.info("chat %s: %s", chat, what)
+
+    def _not_button(self, cb: dict[str, Any], chat: int, data: str) -> None:
+        """The alert's "Not X" button: the archived face it names is not the person it was named."""
+        seq, _, rest = data.removeprefix(NOT_PREFIX).partition(":")
+        face, _, event_id = rest.partition(":")
+        if not (seq.isdigit() and face.isdigit() and event_id):
+            self.replier.answer_callback(str(cb.get("id")), "That button is not one of mine.")
+            return
+        self.replier.answer_callback(str(cb.get("id")), "Noted")
+        cmd = NotLabel(event_id=event_id, seq=int(seq), face=int(face))
+        message_id = (cb.get("message") or {}).get("message_id")
+        self._correct(cmd, chat, message_id, "correcting the name")
+
     # -- the Enroll button and its name prompt
     def button(self, cb: dict[str, Any], chat: int) -> None:
-        """An allowed chat pressed an alert's Enroll button: ask for the name."""
+        """An allowed chat pressed an alert's button: Enroll asks for the name; Not X corrects one."""
         message = cb.get("message") or {}
         data = str(cb.get("data") or "")
+        if data.startswith(NOT_PREFIX):
+            self._not_button(cb, chat, data)
+            return
         key = data.removeprefix(ENROLL_PREFIX) if data.startswith(ENROLL_PREFIX) else None
         if key is None or self.alerts.jpeg(key) is None:
             self.replier.answer_callback(str(cb.get("id")), "That alert photo is no longer kept.")
@@ -198,16 +268,24 @@ class RecognizerCommands:
         if visitor is not None and visitor.isdigit():  # a recurring visitor: enroll all their faces at once
             self._name_visitor(chat, msg["message_id"], text, int(visitor))
             return True
-        jpeg = self.alerts.jpeg(key)
-        if jpeg is None:
+        ref = decode_ref(self.alerts.face(key))
+        if ref is None:  # never the boxed photo: its boxes would be enrolled as part of the face
             self.replier.say(
                 chat,
-                "That alert photo is no longer kept; send a photo with /train <name>.",
+                "That alert has no face I can enroll; send a photo with /train <name>.",
                 reply_to=msg["message_id"],
             )
         else:
-            self._train(chat, msg["message_id"], text, jpeg, largest=True)
+            self._enroll_face(chat, msg["message_id"], text, ref)
         return True
+
+    def _alert_face(self, msg: ChatMessage) -> FaceRef | None:
+        """The archived face of the alert `msg` replies to (None when it has a photo of its own)."""
+        reply = msg.get("reply_to_message") or {}
+        if msg.get("photo") or not reply:
+            return None
+        key = self.alerts.key_for(msg["chat"]["id"], reply.get("message_id", -1))
+        return None if key is None else decode_ref(self.alerts.face(key))
 
     # -- requests
     def _train(self, chat: int, mid: int, name: str, jpeg: bytes, *, largest: bool) -> None:
@@ -223,6 +301,17 @@ class RecognizerCommands:
             return
         self._ask(self.topics.train, req, TrainResult, train_answer, chat, mid, f"training {req.label}")
         log.info("chat %s: training %r (%d bytes)", chat, req.label, len(jpeg))
+
+    def _enroll_face(self, chat: int, mid: int, name: str, ref: FaceRef) -> None:
+        try:
+            cmd = ref.enroll(check_label(name))
+        except (ContractError, ValueError) as exc:
+            self.replier.say(chat, f"❌ {exc}", reply_to=mid)
+            return
+        answer = partial(enroll_answer, label=cmd.label)
+        what = f"training {cmd.label}"
+        self._ask(self.topics.gallery_cmd, cmd, GalleryResult, answer, chat, mid, what)
+        log.info("chat %s: enrolling %r from archived face %s", chat, cmd.label, ref.encode())
 
     def _name_visitor(self, chat: int, mid: int, name: str, visitor: int) -> None:
         try:

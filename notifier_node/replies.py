@@ -1,8 +1,10 @@
-"""Everything the bot says goes through one sender thread, so neither the command loop, nor the bus
-handlers, nor the Requester's answer callbacks ever wait on Telegram."""
+"""What the bot says goes through sender threads, so neither the command loop, nor the bus handlers, nor
+the Requester's answer callbacks ever wait on Telegram. The bot keeps two: one for the chats it obeys
+and a bounded one for refusals to everyone else, so that strangers never delay the household."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -34,21 +36,28 @@ class Replier:
         api_factory: Callable[[], BotApi],
         limiter: RateLimiter,
         retry_s: float = 1.0,
+        *,
+        name: str = "notifier-replies",
+        max_waiting: int = 0,
     ) -> None:
+        """`max_waiting`: more replies waiting than this are dropped (0: no bound)."""
         self._api_factory = api_factory
         self._limiter = limiter
         self._retry_s = retry_s
-        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._name = name
+        self._queue: queue.Queue[_Job | None] = queue.Queue(max_waiting)
+        self.dropped = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="notifier-replies", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
-        self._queue.put(None)
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(None)
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -64,17 +73,24 @@ class Replier:
         def run(api: BotApi) -> dict[str, Any]:
             return api.send_message(chat, text, reply_to=reply_to, reply_markup=markup)
 
-        self._queue.put(_Job(chat, run, f"message to {chat}", on_sent))
+        self._put(_Job(chat, run, f"message to {chat}", on_sent))
 
     def answer_callback(self, callback_id: str, text: str | None = None) -> None:
-        self._queue.put(_Job(None, lambda api: api.answer_callback(callback_id, text), "callback answer"))
+        self._put(_Job(None, lambda api: api.answer_callback(callback_id, text), "callback answer"))
+
+    def _put(self, job: _Job) -> None:
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full:
+            self.dropped += 1
+            log.info("%s: %d replies waiting already, %s dropped", self._name, self._queue.qsize(), job.what)
 
     def _run(self) -> None:
         api = self._api_factory()
         while not self._stop.is_set():
             job = self._queue.get()
             if job is None:
-                continue
+                break
             try:
                 self._do(api, job)
             except Exception:  # e.g. a failing on_sent callback: one bad job must not silence the bot

@@ -1,7 +1,7 @@
 """NotifierService: alerts from the recognizer -> policy -> Telegram (or the outbox), plus the bot.
 
-Threads: the bus worker runs the handlers below (alert policy, first send attempt, state updates);
-`notifier-delivery` drains the spool; `notifier-bot` long-polls for commands; `notifier-replies`
+Threads: the bus worker runs the handlers below (alert policy, spooling, state updates) and never talks
+to Telegram; `notifier-delivery` sends the spool; `notifier-bot` long-polls for commands; `notifier-replies`
 sends what the bot says. None of them waits on another. The bot's requests to the recognizer go through
 one Requester, whose answers arrive on the notifier's own reply topic.
 """
@@ -16,7 +16,7 @@ from datetime import tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from homesec.bus import Bus, Message
+from homesec.bus import Bus, Message, RetryLater
 from homesec.contract import (
     Alert,
     ArmCommand,
@@ -32,8 +32,9 @@ from homesec.requests import Requester
 
 from .bot import Bot
 from .delivery import Deliverer
+from .handled import HandledKeys, alert_key
 from .photo import check_jpeg
-from .policy import Grouper, RateLimiter, visitors_of
+from .policy import Admission, Grouper, RateLimiter, Strangers, visitors_of
 from .recognizer_commands import RecognizerCommands
 from .replies import Replier
 from .secrets import telegram_token
@@ -42,6 +43,9 @@ from .store import ArmedStore, OffsetStore
 from .telegram import BotApi
 
 log = logging.getLogger(__name__)
+
+REFUSAL_INTERVAL_S = 3600.0  # one "this is a private bot" per stranger per hour
+REFUSALS_WAITING = 50  # refusals to strangers waiting to be sent; beyond that they are dropped
 
 
 def reply_topic(bus: Bus) -> str:
@@ -68,13 +72,18 @@ class NotifierService:
         self.api_factory = api_factory(s)
         self.limiter = RateLimiter(s.chat_interval_s, time.monotonic)
         self.grouper = Grouper(s.cooldown_s, time.monotonic)
-        self.deliverer = Deliverer(s, data_dir, bus, self.api_factory, self.grouper, self.limiter, self.zone)
+        self.handled = HandledKeys(data_dir / "notifier" / "handled.jsonl")
+        self.deliverer = Deliverer(
+            s, data_dir, bus, self.api_factory, self.grouper, self.limiter, self.zone, self.handled
+        )
         self._armed_store = ArmedStore(data_dir / "notifier" / "armed.json", s.default_armed)
         self._armed = self._armed_store.load()
         self._nodes: dict[str, str] = {}
         self._labels: dict[str, int] | None = None
+        self._pending_admissions: dict[str, Admission] = {}  # only the bus worker touches it
         self._lock = threading.Lock()
         self.replier: Replier | None = None
+        self.refusals: Replier | None = None
         self.requester: Requester | None = None
         self.bot: Bot | None = None
         if self.api_factory is not None:
@@ -92,10 +101,24 @@ class NotifierService:
         self.requester = Requester(self.bus, reply_topic(self.bus))
         commands = RecognizerCommands(
             self.requester, self.bus.topics, self.replier, self.deliverer.alerts,
-            timeout=s.reply_timeout_s, zone=self.zone,
+            timeout=s.reply_timeout_s, zone=self.zone, photo_max_bytes=s.request_photo_bytes,
         )  # fmt: skip
         offsets = OffsetStore(data_dir / "notifier" / "updates.json")
-        self.bot = Bot(api, s, self.bus, self, self.replier, commands, offsets)
+        self.refusals = Replier(
+            api, self.limiter, retry_s=s.retry_min_s, name="notifier-refusals", max_waiting=REFUSALS_WAITING
+        )
+        strangers = Strangers(REFUSAL_INTERVAL_S, time.monotonic)
+        self.bot = Bot(
+            api,
+            s,
+            self.bus,
+            self,
+            self.replier,
+            commands,
+            offsets,
+            refusals=self.refusals,
+            strangers=strangers,
+        )
 
     # -- lifecycle
     def start(self) -> None:
@@ -107,8 +130,9 @@ class NotifierService:
             )
         self.bus.publish(self.bus.topics.armed, self._armed, retain=True)
         self.deliverer.start()
-        if self.replier is not None and self.bot is not None:
+        if self.replier is not None and self.refusals is not None and self.bot is not None:
             self.replier.start()
+            self.refusals.start()
             self.bot.start()
 
     def stop(self) -> None:
@@ -117,8 +141,9 @@ class NotifierService:
         if self.requester is not None:
             self.requester.close()
         self.deliverer.stop()
-        if self.replier is not None:
-            self.replier.stop()
+        for replier in (self.replier, self.refusals):
+            if replier is not None:
+                replier.stop()
 
     # -- Household (what the bot reads and changes)
     def armed(self) -> ArmedState:
@@ -148,28 +173,55 @@ class NotifierService:
 
     # -- bus handlers
     def on_alert(self, msg: Message) -> None:
+        """Decide and make safe; the bus acknowledges only after this returns. A copy of an alert already
+        handled (a broker redelivery, a second replica's answer) is dropped; an alert that cannot be kept
+        on disk now is left unacknowledged and retried."""
         alert = parse_meta(Alert, msg.user_properties)
         check_jpeg(msg.payload)
+        key = alert_key(alert)
+        if key in self.handled:
+            log.info("alert %s already handled: copy dropped", key)
+            return
+        try:
+            self._handle_alert(alert, msg)
+            self.handled.add(key)
+        except OSError as exc:  # disk full, read-only...: not acknowledged, so it comes back
+            raise RetryLater(f"alert {key} cannot be kept on disk: {exc}") from exc
+
+    def _handle_alert(self, alert: Alert, msg: Message) -> None:
         if alert.requested:  # a /snapshot or `homesec capture`: the asker wants the photo, whatever it shows
             self.deliverer.deliver(alert, msg.payload, msg.topic, new_id())
             return
         if alert.verdict == Verdict.KNOWN:
             log.debug("alert %s is for a known face: not sent", alert.event_id)
             return
-        if alert.verdict == Verdict.NO_FACE and not self.settings.alert_on_no_face:
+        if alert.verdict in (Verdict.NO_FACE, Verdict.TOO_SMALL) and not self.settings.alert_on_no_face:
             log.debug("no-face alert %s: off in config", alert.event_id)
             return
         if not self.armed().armed:
             log.info("disarmed: alert %s/%s not sent", alert.camera, alert.event_id)
             return
-        admission = self.grouper.admit(alert.camera, alert.event_id, alert.verdict, visitors_of(alert))
+        admission = self._admit(alert)
         if not admission.send:
             log.info(
                 "alert %s/%s grouped (%d photos of this visit)", alert.camera, alert.event_id, admission.count
             )
             self.deliverer.follow_up(admission.group, admission.count)
             return
-        self.deliverer.deliver(alert, msg.payload, msg.topic, admission.group)
+        try:
+            self.deliverer.deliver(alert, msg.payload, msg.topic, admission.group)
+        except OSError:  # the retry must not count this photo into its own group
+            self._pending_admissions[alert_key(alert)] = admission
+            while len(self._pending_admissions) > 256:
+                self._pending_admissions.pop(next(iter(self._pending_admissions)))
+            raise
+
+    def _admit(self, alert: Alert) -> Admission:
+        """The grouping decision; the same one again for an alert being retried."""
+        earlier = self._pending_admissions.pop(alert_key(alert), None)
+        if earlier is not None:
+            return earlier
+        return self.grouper.admit(alert.camera, alert.event_id, alert.verdict, visitors_of(alert))
 
     def on_arm_command(self, msg: Message) -> None:
         cmd = parse(ArmCommand, msg.payload)

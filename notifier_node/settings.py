@@ -75,6 +75,12 @@ class NotifierSettings(Section):
     max_photo_bytes: int = Field(
         10 * MB, ge=10_000, description="Larger photos are recompressed (Telegram's limit is 10 MB)."
     )
+    request_photo_mb: float = Field(
+        4.0,
+        ge=0.05,
+        description="Photos for /train, /search and /not larger than this are re-encoded smaller before they "
+        "go to the recognizer (base64 adds a third on the bus, which carries at most mqtt.max_payload_mb).",
+    )
     spool: SpoolSettings = Field(default_factory=SpoolSettings)
 
     @model_validator(mode="before")
@@ -124,6 +130,10 @@ class NotifierSettings(Section):
         if self.retry_min_s > self.retry_max_s:
             raise ValueError("retry_min_s must not exceed retry_max_s")
         return self
+
+    @property
+    def request_photo_bytes(self) -> int:
+        return int(self.request_photo_mb * MB)
 
     @property
     def alert_chats(self) -> list[int]:

@@ -5,6 +5,7 @@
 <data_dir>/notifier/armed.json                       armed state, survives restarts
 <data_dir>/notifier/alerts/<key>.jpg + index.json    recent alert photos, for "Enroll" and replies
 <data_dir>/notifier/updates.json                     getUpdates offset, so a restart skips handled commands
+<data_dir>/notifier/handled.jsonl                    alerts already taken care of (notifier_node/handled.py)
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ class AlertStore:
         self._order: list[str] = []
         self._messages: dict[str, str] = {}
         self._visitors: dict[str, str] = {}  # photo key -> the one unknown visitor it shows
+        self._faces: dict[str, str] = {}  # photo key -> the archived face enrolling from it means
         self._load()
 
     def _load(self) -> None:
@@ -98,25 +100,34 @@ class AlertStore:
             self._order = [k for k in data.get("order", []) if (self.directory / f"{k}.jpg").exists()]
             self._messages = {m: k for m, k in data.get("messages", {}).items() if k in self._order}
             self._visitors = {k: v for k, v in data.get("visitors", {}).items() if k in self._order}
+            self._faces = {k: v for k, v in data.get("faces", {}).items() if k in self._order}
         except (OSError, ValueError, AttributeError):
-            self._order, self._messages, self._visitors = [], {}, {}
+            self._order, self._messages, self._visitors, self._faces = [], {}, {}, {}
 
     def _save(self) -> None:
-        index = {"order": self._order, "messages": self._messages, "visitors": self._visitors}
+        index = {
+            "order": self._order,
+            "messages": self._messages,
+            "visitors": self._visitors,
+            "faces": self._faces,
+        }
         write_atomic(self._index_path, json.dumps(index).encode())
 
-    def add(self, jpeg: bytes, visitor: str | None = None) -> str:
+    def add(self, jpeg: bytes, visitor: str | None = None, face: str | None = None) -> str:
         key = new_id()[:16]
         with self._lock:
             write_atomic(self.directory / f"{key}.jpg", jpeg)
             self._order.append(key)
             if visitor:
                 self._visitors[key] = visitor
+            if face:
+                self._faces[key] = face
             while len(self._order) > self.keep:
                 old = self._order.pop(0)
                 (self.directory / f"{old}.jpg").unlink(missing_ok=True)
                 self._messages = {m: k for m, k in self._messages.items() if k != old}
                 self._visitors.pop(old, None)
+                self._faces.pop(old, None)
             self._save()
         return key
 
@@ -133,6 +144,11 @@ class AlertStore:
     def visitor(self, key: str) -> str | None:
         with self._lock:
             return self._visitors.get(key)
+
+    def face(self, key: str) -> str | None:
+        """The archived face (as `alert_faces.FaceRef.encode` wrote it) enrolling from this photo means."""
+        with self._lock:
+            return self._faces.get(key)
 
     def jpeg(self, key: str) -> bytes | None:
         if not re.fullmatch(r"[0-9a-f]{1,32}", key):

@@ -30,13 +30,14 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 
 def draw_marks(data: bytes, marks: list[Mark], quality: int = 85, max_pixels: int = 40_000_000) -> bytes:
     """The image (EXIF-oriented, as the boxes are) with the marks drawn, as JPEG."""
-    image = open_image(data, max_pixels).image()
+    decoded = open_image(data, max_pixels)
+    image, k = decoded.image(), decoded.scale  # a huge JPEG is drawn reduced; boxes are in its full pixels
     draw = ImageDraw.Draw(image)
     scale = max(image.size) / 1000
     width = max(2, round(3 * scale))
     font = _font(max(12, round(22 * scale)))
     for mark in marks:
-        x1, y1, x2, y2 = mark.box
+        x1, y1, x2, y2 = (round(v * k) for v in mark.box)
         draw.rectangle((x1, y1, x2, y2), outline=mark.color, width=width)
         if not mark.text:
             continue

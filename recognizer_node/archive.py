@@ -396,6 +396,10 @@ class Archive:
         with self._write() as db:
             return vis.set_label(db, visitor, label)
 
+    def dismiss_visitor(self, visitor: int) -> bool:
+        with self._write() as db:
+            return self.visitors.dismiss(db, visitor) if self.visitors else vis.dismiss(db, visitor)
+
 
 def _face_bytes(f: ArchivedFace) -> int:
     emb = 0 if f.embedding is None else 4 * int(np.asarray(f.embedding).size)

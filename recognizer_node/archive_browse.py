@@ -131,8 +131,7 @@ def events(db: sqlite3.Connection, f: EventFilter) -> EventPage:
     total = int(db.execute(f"SELECT COUNT(*) FROM ({grouped})", params).fetchone()[0])
     rows = db.execute(
         f"{grouped} ORDER BY MAX(s.ts) DESC, e.id DESC LIMIT ? OFFSET ?", [*params, f.limit, f.offset]
-    )
-    rows = rows.fetchall()
+    ).fetchall()
     people = _people(db, [int(r[0]) for r in rows])
     page = [
         EventSummary(

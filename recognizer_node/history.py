@@ -4,7 +4,7 @@
   events this week each visitor was seen in); the returned contract faces go into the result and alert.
   Archiving never stands in the way of an alert: a failure is logged and the faces go out without ids.
 - `answer_search`: the archived events with the query photo's largest face.
-- `name_visitor`: enroll a visitor's archived faces under a label.
+- `name_visitor`: enroll a visitor's archived faces under a label; `dismiss_visitor`: forget a visitor.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from homesec.contract import (
+    DismissVisitor,
     Face,
     FaceSearch,
     GalleryCommand,
@@ -150,6 +151,12 @@ class History:
         return GalleryResult(
             request_id=cmd.request_id, op=cmd.op, ok=True, labels=gallery.labels(), enrolled=len(faces)
         )
+
+    def dismiss_visitor(self, cmd: DismissVisitor) -> GalleryResult:
+        if not self.archive.dismiss_visitor(cmd.visitor):
+            return refusal(cmd, f"no visitor {cmd.visitor}")
+        log.info("dismissed visitor %d", cmd.visitor)
+        return GalleryResult(request_id=cmd.request_id, op=cmd.op, ok=True)
 
 
 def refusal(cmd: GalleryCommand, reason: str) -> GalleryResult:

@@ -10,21 +10,29 @@ it with that reason and reports it.
 
 from __future__ import annotations
 
+import errno
 import logging
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from homesec.contract import (
     Alert,
     DeleteEnrollment,
     DeleteLabel,
+    DismissVisitor,
+    EnrollFace,
     FaceSearch,
     GalleryCommand,
     GalleryResult,
     GallerySummary,
+    LabelConflict,
     ListLabels,
+    MergeLabels,
     NameVisitor,
+    NotLabel,
     RecognitionResult,
     RenameLabel,
     SearchResult,
@@ -33,12 +41,19 @@ from homesec.contract import (
     TrainResult,
     Verdict,
 )
+from recognizer_node import negatives
+from recognizer_node.archived_enroll import enroll_archived
 from recognizer_node.gallery import Gallery
 from recognizer_node.history import History, open_history, refusal
+from recognizer_node.matching import conflicts
 from recognizer_node.pipeline import Recognition, Recognizer
+from recognizer_node.repeats import AnsweredSnapshots, snapshot_key
 from recognizer_node.settings import RecognizerSettings
+from recognizer_node.visits import VisitDecision, Visits
 
 log = logging.getLogger(__name__)
+
+A = TypeVar("A")
 
 ARCHIVE_OFF = (
     "no event archive: recognizer.archive.enabled is false, or the archive failed to open (see its log)"
@@ -72,6 +87,13 @@ class RecognizerOperations:
         self.node = node  # named in every result
         self._listeners: list[Callable[[GallerySummary], None]] = []
         self._observers: list[Callable[[SnapshotMeta, RecognitionResult, bool], None]] = []
+        self._answered = AnsweredSnapshots()
+        alert_on = {Verdict.UNKNOWN}
+        if settings.alert_on_no_face:
+            alert_on |= {Verdict.NO_FACE, Verdict.TOO_SMALL}
+        self.visits = Visits(
+            settings.visit_window_s, settings.visit_doubt_floor, alert_on=frozenset(alert_on)
+        )
         self.summary = self._summarize()
 
     @classmethod
@@ -109,7 +131,39 @@ class RecognizerOperations:
     # ---------------------------------------------------------------------------------- snapshots
 
     def recognize(self, meta: SnapshotMeta, jpeg: bytes) -> tuple[RecognitionResult, AlertImage | None]:
-        """The result for everyone, and the alert when the snapshot calls for one."""
+        """The result for everyone, and the alert when this snapshot decides its visit (the frames of a
+        motion event alert once, recognizer_node/visits.py; `due_alerts` decides those cut short).
+
+        A snapshot answered before (the same camera, event and seq) gets its result again and no alert:
+        the camera publishes a snapshot again when it saw no result in time, and the broker redelivers
+        what was not acknowledged. Remembered here, and beyond that by the archive."""
+        key = snapshot_key(meta)
+        if (known := self._answered.get(key)) is not None:
+            log.info("%s/%s #%d answered before: the same result, no alert", *key)
+            return known, None
+        archived = self._archived(meta)
+        result, recognition = self._recognize(meta, jpeg)  # an archived one keeps its visitor ids
+        if archived:
+            self._answered.put(key, result)
+            log.info("%s/%s #%d archived before: its result again, no alert", *key)
+            return result, None
+        result, alert = self._visit(meta, result, jpeg, recognition)
+        self._answered.put(key, result)
+        for observer in self._observers:
+            observer(meta, result, alert is not None)
+        return result, alert
+
+    def _archived(self, meta: SnapshotMeta) -> bool:
+        """Whether the archive holds the snapshot: answered by an earlier run."""
+        if self.history is None:
+            return False
+        try:
+            return self.history.archive.visitors_of(meta.event_id, meta.seq) is not None
+        except (OSError, sqlite3.Error):  # an unusable archive must not stand in the way of an alert
+            log.warning("could not ask the archive about %s/%d", meta.event_id, meta.seq, exc_info=True)
+            return False
+
+    def _recognize(self, meta: SnapshotMeta, jpeg: bytes) -> tuple[RecognitionResult, Recognition]:
         rec = self.recognizer
         recognition = rec.recognize(jpeg, self.gallery, meta.motion_box, (meta.width, meta.height))
         if self.history is not None:  # archived first, so unknown faces carry their visitor ids
@@ -126,10 +180,43 @@ class RecognizerOperations:
             model=rec.model_name,
             node=self.node,
         )
-        alert = self._alert(meta, result, jpeg, recognition)
-        for observer in self._observers:
-            observer(meta, result, alert is not None)
-        return result, alert
+        return result, recognition
+
+    def _visit(
+        self, meta: SnapshotMeta, result: RecognitionResult, jpeg: bytes, recognition: Recognition
+    ) -> tuple[RecognitionResult, AlertImage | None]:
+        """The frame's result with its visit's state, and the visit's alert when this frame decides it.
+        A capture someone asked for is shown at once, frame by frame, as it is."""
+        if meta.trigger == "manual":
+            return result, self._alert(meta, result, jpeg, recognition)
+        embeddings = [m.face.embedding if m.face.rejected is None else None for m in recognition.faces]
+        state, decision = self.visits.add(meta, result, embeddings, jpeg)
+        result = result.model_copy(update={"visit": state})
+        return result, self._visit_alert(decision) if decision is not None and decision.alert else None
+
+    def due_alerts(self) -> list[AlertImage]:
+        """The alerts of visits whose decision window closed without the rest of their burst."""
+        return [self._visit_alert(d) for d in self.visits.due() if d.alert]
+
+    def _visit_alert(self, decision: VisitDecision) -> AlertImage:
+        """The visit's one alert: its verdict, shown with its best frame (boxed for display only)."""
+        best = decision.best
+        alert = Alert(
+            camera=decision.camera,
+            event_id=decision.event_id,
+            seq=best.meta.seq,
+            verdict=decision.verdict,
+            faces=best.result.faces,
+            snapshot_ts=best.meta.ts,
+            frames=decision.frames,
+            revision=decision.revision,
+        )
+        log.info(
+            "%s/%s: visit %s after %d frames (revision %d), alert with #%d",
+            decision.camera, decision.event_id, decision.verdict.value, decision.frames,
+            decision.revision, best.meta.seq,
+        )  # fmt: skip
+        return AlertImage(alert, self.recognizer.annotate(best.jpeg, best.result.faces))
 
     def _alert(
         self, meta: SnapshotMeta, result: RecognitionResult, jpeg: bytes, recognition: Recognition
@@ -138,7 +225,8 @@ class RecognizerOperations:
         for (/snapshot: show them the door, known or not)."""
         requested = meta.trigger == "manual"
         verdict = result.verdict
-        wanted = verdict == Verdict.UNKNOWN or (verdict == Verdict.NO_FACE and self.settings.alert_on_no_face)
+        faceless = verdict in (Verdict.NO_FACE, Verdict.TOO_SMALL)  # someone moved; no face to judge
+        wanted = verdict == Verdict.UNKNOWN or (faceless and self.settings.alert_on_no_face)
         if not (requested or wanted):
             return None
         shared = result.model_dump(include={"camera", "event_id", "seq", "verdict", "faces"})
@@ -149,8 +237,15 @@ class RecognizerOperations:
 
     def train(self, req: Training) -> TrainResult:
         """Enroll the photo's one usable face (or its largest, when asked) as `req.label`."""
+        return _unless_storage_fails(
+            "gallery",
+            lambda: self._train(req),
+            lambda reason: TrainResult(request_id=req.request_id, label=req.label, ok=False, reason=reason),
+        )
+
+    def _train(self, req: Training) -> TrainResult:
         out = self.recognizer.enroll(
-            req.image, req.label, self.gallery, largest=req.largest, source=req.source
+            req.image, req.label, self.gallery, largest=req.largest, source=req.source, force=req.force
         )
         if out.ok:
             self._gallery_changed()
@@ -164,13 +259,26 @@ class RecognizerOperations:
             enrollment_id=out.enrollment_id,
             faces_found=out.faces_found,
             quality=out.quality,
+            looks_like=out.looks_like,
+            looks_like_similarity=out.looks_like_similarity,
         )
 
     # ------------------------------------------------------------------------------------ gallery
 
     def gallery_command(self, cmd: GalleryCommand) -> GalleryResult:
+        return _unless_storage_fails("gallery", lambda: self._gallery_command(cmd), lambda r: refusal(cmd, r))
+
+    def _gallery_command(self, cmd: GalleryCommand) -> GalleryResult:
         if isinstance(cmd, NameVisitor):
             answer = self._name_visitor(cmd)
+        elif isinstance(cmd, DismissVisitor):
+            answer = self._dismiss_visitor(cmd)
+        elif isinstance(cmd, NotLabel):
+            answer = self._not_label(cmd)
+        elif isinstance(cmd, EnrollFace):
+            answer = self._enroll_face(cmd)
+        elif isinstance(cmd, ListLabels):
+            answer = self._list(cmd)
         else:
             refused, removed = self._edit(cmd)
             answer = GalleryResult(
@@ -181,15 +289,30 @@ class RecognizerOperations:
                 labels=self.gallery.labels(),
                 removed=removed,
             )
-        if answer.ok and not isinstance(cmd, ListLabels):
+        if answer.ok and not isinstance(cmd, ListLabels | DismissVisitor):  # these leave the gallery as is
             self._gallery_changed()
         return answer
 
-    def _edit(self, cmd: ListLabels | DeleteLabel | RenameLabel | DeleteEnrollment) -> tuple[str | None, int]:
+    def _list(self, cmd: ListLabels) -> GalleryResult:
+        """The labels, their negatives, and the labels that match each other (one person, two names?)."""
+        matrix = self.gallery.matrix(self.recognizer.embedder_id)
+        found = conflicts(matrix, self.settings.match_threshold)
+        return GalleryResult(
+            request_id=cmd.request_id,
+            op=cmd.op,
+            ok=True,
+            labels=self.gallery.labels(),
+            negatives=self.gallery.negatives(),
+            conflicts=[LabelConflict(label=a, other=b, similarity=sim) for a, b, sim in found],
+        )
+
+    def _edit(
+        self, cmd: DeleteLabel | RenameLabel | DeleteEnrollment | MergeLabels
+    ) -> tuple[str | None, int]:
         """(why refused or None, enrollments removed or moved)."""
         g = self.gallery
-        if isinstance(cmd, ListLabels):
-            return None, 0
+        if isinstance(cmd, MergeLabels):
+            return self._merge(cmd)
         if isinstance(cmd, DeleteEnrollment):
             found = g.delete_enrollment(cmd.enrollment_id)
             return (None, 1) if found else (f"no enrollment {cmd.enrollment_id}", 0)
@@ -200,10 +323,59 @@ class RecognizerOperations:
         )
         return (None, n) if n else (f"no one is enrolled as {cmd.label!r}", 0)
 
+    def _merge(self, cmd: MergeLabels) -> tuple[str | None, int]:
+        """Unlike a rename, both labels must be enrolled: a typo must not quietly rename someone."""
+        enrolled = {label.lower() for label in self.gallery.labels()}
+        for label in (cmd.label, cmd.into):
+            if label.lower() not in enrolled:
+                return f"no one is enrolled as {label!r}", 0
+        if cmd.label.lower() == cmd.into.lower():
+            return f"{cmd.label!r} and {cmd.into!r} are already one label", 0
+        return None, self.gallery.rename_label(cmd.label, cmd.into)
+
+    def _not_label(self, cmd: NotLabel) -> GalleryResult:
+        """Keep the face as a negative of `cmd.label`: matching will not name it (or its look-alikes
+        closer to it than to the label's own photos) that label again."""
+        image = cmd.image
+        if image is not None:
+            face = negatives.from_photo(self.recognizer, image)
+        elif self.history is None:
+            return refusal(cmd, ARCHIVE_OFF)
+        else:
+            face = negatives.from_archive(self.recognizer, self.history.archive, cmd)
+        if isinstance(face, str):
+            return refusal(cmd, face)
+        label = cmd.label or face.named
+        if label is None:
+            return refusal(cmd, f"that face ({face.source}) was not named: there is no name to correct")
+        if label.lower() not in {name.lower() for name in self.gallery.labels()}:
+            return refusal(cmd, f"no one is enrolled as {label!r}")
+        g = self.gallery
+        archived = face.source != negatives.PHOTO
+        if not (archived and any(n.source == face.source for n in g.negative_faces(label))):  # said twice
+            g.add_negative(
+                label, face.embedding, self.recognizer.embedder_id, face.crop, face.crop_format, face.source
+            )
+            log.info("not %r: a negative from %s", label, face.source)
+        return GalleryResult(
+            request_id=cmd.request_id, op=cmd.op, ok=True, labels=g.labels(), negatives=g.negatives()
+        )
+
+    def _enroll_face(self, cmd: EnrollFace) -> GalleryResult:
+        """Enroll an archived face: the clean one an alert showed boxed."""
+        if self.history is None:
+            return refusal(cmd, ARCHIVE_OFF)
+        return enroll_archived(self.recognizer, self.history.archive, self.gallery, cmd)
+
     def _name_visitor(self, cmd: NameVisitor) -> GalleryResult:
         if self.history is None:
             return refusal(cmd, ARCHIVE_OFF)
         return self.history.name_visitor(cmd, self.gallery)
+
+    def _dismiss_visitor(self, cmd: DismissVisitor) -> GalleryResult:
+        if self.history is None:
+            return refusal(cmd, ARCHIVE_OFF)
+        return self.history.dismiss_visitor(cmd)
 
     def _summarize(self) -> GallerySummary:
         labels = self.gallery.labels()
@@ -222,4 +394,34 @@ class RecognizerOperations:
         """Archived events with the photo's largest face, most similar first."""
         if self.history is None:
             return SearchResult(request_id=req.request_id, ok=False, reason=ARCHIVE_OFF)
-        return self.history.answer_search(req)
+        history = self.history
+        return _unless_storage_fails(
+            "archive",
+            lambda: history.answer_search(req),
+            lambda reason: SearchResult(request_id=req.request_id, ok=False, reason=reason),
+        )
+
+
+def _unless_storage_fails(store: str, work: Callable[[], A], refuse: Callable[[str], A]) -> A:
+    """`work()`, or `refuse(reason)` when the disk or the database under `store` fails.
+
+    A request is answered either way: the requester learns why (and can ask again once the cause is
+    gone) instead of waiting for an answer that never comes.
+    """
+    try:
+        return work()
+    except (OSError, sqlite3.Error) as exc:
+        reason = storage_problem(store, exc)
+        log.error("%s", reason, exc_info=True)
+        return refuse(reason)
+
+
+def storage_problem(store: str, exc: OSError | sqlite3.Error) -> str:
+    """Why the `store` (gallery, archive) could not be used, in words for whoever asked."""
+    detail = f"{type(exc).__name__}: {exc}"
+    full = "full" in str(exc) and isinstance(exc, sqlite3.OperationalError)  # SQLITE_FULL
+    if full or (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)):
+        return f"refused: disk full, the {store} cannot be written ({detail}); free some space and retry"
+    if isinstance(exc, sqlite3.Error):
+        return f"refused: the {store} database is unusable ({detail}); see the recognizer's log"
+    return f"refused: the {store} storage failed ({detail})"

@@ -17,8 +17,16 @@ from recognizer_node.annotate import draw_marks, mark_for
 from recognizer_node.detection import Box, DetectionPlan, detect
 from recognizer_node.gallery import Gallery
 from recognizer_node.imageio import decode_rgb, encode_png, open_image
-from recognizer_node.matching import match_embeddings
-from recognizer_node.quality import Gates, face_px, largest_face, quality_score, sharpness
+from recognizer_node.matching import match_embeddings, resembles
+from recognizer_node.quality import (
+    Gates,
+    brightness,
+    face_px,
+    is_too_small,
+    largest_face,
+    quality_score,
+    sharpness,
+)
 from recognizer_node.settings import RecognizerSettings
 from recognizer_node.sface import SFace
 from recognizer_node.yunet import YuNet
@@ -57,6 +65,7 @@ class MatchedFace:
     label: str | None
     similarity: float | None
     closest: str | None
+    ambiguous_with: str | None = None  # too close to call between `closest` and this label
 
     def to_contract(self) -> Face:
         f = self.face
@@ -66,6 +75,7 @@ class MatchedFace:
             label=self.label,
             similarity=self.similarity,
             closest=self.closest,
+            ambiguous_with=self.ambiguous_with,
             quality=f.quality,
             rejected=f.rejected,
         )
@@ -90,13 +100,27 @@ class EnrollResult:
     faces_found: int = 0
     quality: float | None = None
     label: str | None = None
+    looks_like: str | None = None  # refused: the other label the face already matches
+    looks_like_similarity: float | None = None
+
+
+@dataclass(frozen=True)
+class EnrollCrop:
+    """The aligned face an enrollment keeps (encoded), so a later model can re-embed it."""
+
+    data: bytes
+    format: str  # "png" or "jpeg"
+    quality: float | None
 
 
 def verdict_of(faces: list[MatchedFace]) -> Verdict:
-    """known only when every usable face is named; unknown if any usable face is not; else no_face."""
+    """known only when every usable face is named; unknown if any usable face is not; with no usable
+    face, too_small when a face was seen but too small to judge (someone is there, not a stranger),
+    else no_face."""
     usable = [m for m in faces if m.face.rejected is None]
     if not usable:
-        return Verdict.NO_FACE
+        small = any(is_too_small(m.face.rejected) for m in faces)
+        return Verdict.TOO_SMALL if small else Verdict.NO_FACE
     return Verdict.KNOWN if all(m.label is not None for m in usable) else Verdict.UNKNOWN
 
 
@@ -118,7 +142,9 @@ class Recognizer:
         self.plan = DetectionPlan(
             s.det_max_side, s.roi_max_side, s.roi_max_upscale, s.refine, s.nms_threshold
         )
-        self.gates = Gates(s.min_face_px, s.min_det_score, s.min_sharpness)
+        self.gates = Gates(
+            s.min_face_px, s.min_det_score, s.min_sharpness, s.dim_min_face_px, s.dim_brightness
+        )
 
     # ----------------------------------------------------------------------------------- analysis
 
@@ -146,7 +172,7 @@ class Recognizer:
             # only the region the aligned face samples from is converted from Pillow
             x1, y1, x2, y2 = source_region(lms, image.width, image.height)
             crop = align_face(image.region((x1, y1, x2, y2)), lms - np.array([x1, y1], np.float32))
-            px, sharp, det_score = face_px(box), sharpness(crop), float(score)
+            px, sharp, det_score, bright = face_px(box), sharpness(crop), float(score), brightness(crop)
             faces.append(
                 AnalyzedFace(
                     box=_int_box(box, image.width, image.height),
@@ -155,14 +181,14 @@ class Recognizer:
                     px=px,
                     sharpness=round(sharp, 1),
                     quality=quality_score(px, det_score, sharp),
-                    rejected=self.gates.reject_reason(px, det_score, sharp),
+                    rejected=self.gates.reject_reason(px, det_score, sharp, bright),
                     crop=crop,
                 )
             )
         t2 = time.perf_counter()
-        for f in faces:
-            if f.rejected is None or embed_all:
-                f.embedding = self.embedder(f.crop)
+        todo = [f for f in faces if f.rejected is None or embed_all]
+        for f, embedding in zip(todo, self.embedder.embed([f.crop for f in todo]), strict=True):
+            f.embedding = embedding
         t3 = time.perf_counter()
         timings.update(align=(t2 - t1) * 1000, embed=(t3 - t2) * 1000, total=(t3 - t0) * 1000)
         return Analysis(image.width, image.height, faces, {k: round(v, 2) for k, v in timings.items()})
@@ -188,7 +214,9 @@ class Recognizer:
         for f in analysis.faces:
             m = by_face.get(id(f))
             faces.append(
-                MatchedFace(f, m.label, m.similarity, m.closest) if m else MatchedFace(f, None, None, None)
+                MatchedFace(f, m.label, m.similarity, m.closest, m.runner_up)
+                if m
+                else MatchedFace(f, None, None, None)
             )
         analysis.timings_ms["match"] = round((time.perf_counter() - t0) * 1000, 2)
         return Recognition(analysis, faces, verdict_of(faces))
@@ -228,9 +256,20 @@ class Recognizer:
         return None, f"{len(faces)} faces found, none usable: {reasons[faces.index(best)]}"
 
     def enroll(
-        self, data: bytes, label: str, gallery: Gallery, *, largest: bool = False, source: str = "api"
+        self,
+        data: bytes,
+        label: str,
+        gallery: Gallery,
+        *,
+        largest: bool = False,
+        source: str = "api",
+        force: bool = False,
     ) -> EnrollResult:
-        """Enroll exactly one usable face (or the largest when asked); refusals carry the reason."""
+        """Enroll exactly one usable face (or the largest when asked); refusals carry the reason.
+
+        A face that already matches another label is refused unless `force`d: enrolled, it would make
+        that person ambiguous between two labels, so unknown at every sighting.
+        """
         label = check_label(label)
         analysis = self.analyze(data)
         face, reason = self.pick_for_enrollment(analysis, largest)
@@ -238,11 +277,34 @@ class Recognizer:
         if face is None:
             return EnrollResult(False, reason, faces_found=found, label=label)
         embedding = face.embedding if face.embedding is not None else self.embedder(face.crop)
+        crop = EnrollCrop(encode_png(face.crop), "png", face.quality)
+        return self.enroll_embedding(embedding, crop, label, gallery, source=source, force=force, found=found)
+
+    def enroll_embedding(
+        self,
+        embedding: np.ndarray,
+        crop: EnrollCrop,
+        label: str,
+        gallery: Gallery,
+        *,
+        source: str,
+        force: bool = False,
+        found: int = 1,
+    ) -> EnrollResult:
+        """Enroll a face already found and embedded (a photo's, or an archived one), unless it already
+        matches another label and is not `force`d."""
+        s = self.settings
+        matrix = gallery.matrix(self.embedder_id)
+        other = resembles(embedding, matrix, label, s.match_threshold, s.match_margin, s.match_method)
+        if other is not None and not force:
+            name, score = other
+            why = f"looks like {name} ({score:.2f}): add it to {name}, or force"
+            return EnrollResult(False, why, None, found, crop.quality, label, name, score)
         enrollment_id = gallery.add(
-            label, embedding, self.embedder_id, encode_png(face.crop), "png", face.quality, source
+            label, embedding, self.embedder_id, crop.data, crop.format, crop.quality, source
         )
-        log.info("enrolled %s as #%d (quality %.2f, %s)", label, enrollment_id, face.quality, source)
-        return EnrollResult(True, None, enrollment_id, found, face.quality, label)
+        log.info("enrolled %s as #%d (quality %s, %s)", label, enrollment_id, crop.quality, source)
+        return EnrollResult(True, None, enrollment_id, found, crop.quality, label)
 
     # --------------------------------------------------------------------------------- annotation
 

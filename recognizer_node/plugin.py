@@ -31,6 +31,13 @@ def up_note(settings: RecognizerSettings, data_dir: Path) -> str | None:
     return http_note(settings.http, data_dir)
 
 
+def status(settings: RecognizerSettings, data_dir: Path) -> dict[str, str]:
+    """The HTTP API's URL and health, for `homesec status`."""
+    from recognizer_node.http.up import api_status
+
+    return api_status(settings.http)
+
+
 PLUGIN = NodePlugin(
     section="recognizer",
     settings=RecognizerSettings,
@@ -40,4 +47,10 @@ PLUGIN = NodePlugin(
     node_name=node_name,
     add_commands=add_commands,
     up_note=up_note,
+    status=status,
+    # A replica that is down must not keep receiving its round-robin share of the snapshots: with a
+    # persistent session the broker queues it for the replica's return. Without one, the live replicas
+    # get everything, and the camera publishes again what a dying replica took with it. Training and
+    # gallery requests are asked with a timeout and answered, so none waits in a queue either.
+    persistent_session=False,
 )

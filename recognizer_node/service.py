@@ -9,6 +9,7 @@ reason when it cannot be granted.
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 from homesec.bus import Bus, Message
@@ -32,11 +33,15 @@ from homesec.contract import (
 from homesec.requests import request_id_of, serve
 from recognizer_node.gallery import Gallery
 from recognizer_node.history import History
-from recognizer_node.operations import RecognizerOperations
+from recognizer_node.household import Household
+from recognizer_node.household_mqtt import watch_household
+from recognizer_node.operations import AlertImage, RecognizerOperations
 from recognizer_node.pipeline import Recognizer
 from recognizer_node.settings import RecognizerSettings
 
 log = logging.getLogger(__name__)
+
+VISIT_TICK_S = 0.25  # how often visits whose decision window closed are looked for
 
 
 class RecognizerService:
@@ -54,6 +59,8 @@ class RecognizerService:
             settings, data_dir, node=bus.node, recognizer=recognizer, gallery=gallery
         )  # ModelError: the runner exits 2
         self.ops.on_gallery_change(self._publish_summary)
+        self._stop = threading.Event()
+        self._ticker = threading.Thread(target=self._close_late_visits, name="recognizer-visits", daemon=True)
         bus.subscribe(t.shared_snapshots, self.on_snapshot)
         for train_topic in (t.train, t.train_raw_filter):
             serve(
@@ -67,7 +74,7 @@ class RecognizerService:
         serve(
             bus,
             t.gallery_cmd,
-            lambda msg: parse_gallery_command(msg.payload),
+            lambda msg: parse_gallery_command(msg.payload, request_id_of(msg)),
             self.ops.gallery_command,
             refuse=_gallery_refused,
             publish_to=t.gallery_result,
@@ -83,6 +90,9 @@ class RecognizerService:
         # Retained state, refreshed at every (re)connection from the cached summary: the hook runs on
         # paho's network thread, which must not wait on the gallery while a training holds it.
         bus.on_connected(lambda: self._publish_summary(self.ops.summary))
+        # The rest of the house (nodes, armed, cameras) for the HTTP API's state routes.
+        self.household = Household()
+        watch_household(bus, self.household)
 
     @property
     def history(self) -> History | None:
@@ -90,9 +100,22 @@ class RecognizerService:
 
     def start(self) -> None:
         log.info("recognizer ready: %s, gallery %s", self.ops.recognizer.model_name, self.ops.summary.labels)
+        self._ticker.start()
 
     def stop(self) -> None:
+        self._stop.set()
+        if self._ticker.is_alive():
+            self._ticker.join(timeout=5)
         self.ops.close()
+
+    def _close_late_visits(self) -> None:
+        """Alert for the visits whose decision window closed before the rest of their burst came."""
+        while not self._stop.wait(VISIT_TICK_S):
+            try:
+                for alert in self.ops.due_alerts():
+                    self._publish_alert(alert)
+            except Exception:  # a failed alert must not end the timer: later visits need it
+                log.exception("could not publish a visit's alert")
 
     def on_snapshot(self, msg: Message) -> None:
         meta = parse_meta(SnapshotMeta, msg.user_properties)
@@ -110,12 +133,15 @@ class RecognizerService:
             result.timings_ms.get("total", 0.0),
         )
         if alert is not None:
-            self.bus.publish(
-                self.topics.alert(camera),
-                alert.jpeg,
-                user_properties=meta_property(alert.meta),
-                content_type=JPEG_CONTENT_TYPE,
-            )
+            self._publish_alert(alert)
+
+    def _publish_alert(self, alert: AlertImage) -> None:
+        self.bus.publish(
+            self.topics.alert(alert.meta.camera),
+            alert.jpeg,
+            user_properties=meta_property(alert.meta),
+            content_type=JPEG_CONTENT_TYPE,
+        )
 
     def _decode_training(self, msg: Message) -> Training:
         """Both forms: JSON on `train`, a JPEG on `train/<label>`."""

@@ -81,7 +81,13 @@ class RecognizerSettings(Section):
         True, description="Re-detect each face on a full-resolution crop for precise landmarks."
     )
     # quality gates
-    min_face_px: int = Field(32, ge=8, description="Faces narrower than this are not recognized.")
+    min_face_px: int = Field(28, ge=8, description="Faces narrower than this are not recognized.")
+    dim_min_face_px: int = Field(
+        38, ge=8, description="In a dim face (see dim_brightness) the size below which it is not recognized."
+    )
+    dim_brightness: float = Field(
+        80.0, ge=0, le=255, description="A face whose mean grey level (0-255) is below this is dim."
+    )
     enroll_min_face_px: int = Field(60, ge=8, description="Faces narrower than this are not enrolled.")
     min_det_score: float = Field(0.7, ge=0, le=1, description="Faces detected with less are not used.")
     min_sharpness: float = Field(
@@ -102,11 +108,23 @@ class RecognizerSettings(Section):
         default_factory=ArchiveSettings, description="Event history, face search and visitor ids."
     )
     http: HttpSettings = Field(
-        default_factory=HttpSettings, description="The HTTP API: train, match, gallery, events (docs/http.md)."
+        default_factory=HttpSettings, description="The HTTP API: train, match, gallery, events."
     )
     alert_on_no_face: bool = Field(
         True,
         description="Also publish an alert when no usable face was seen (the notifier may still drop it).",
+    )
+    visit_window_s: float = Field(
+        1.5,
+        ge=0,
+        le=60,
+        description="A doubtful first verdict waits this long for the visit's other frames (docs/accuracy.md).",
+    )
+    visit_doubt_floor: float = Field(
+        0.20,
+        gt=-1,
+        lt=1,
+        description="An unknown face this similar to someone enrolled is doubtful: its alert waits.",
     )
 
     @model_validator(mode="after")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
 import numpy as np
 
 from recognizer_node.align import ALIGNED_SIZE
@@ -12,6 +15,13 @@ from recognizer_node.inference import OnnxModel
 class SFace(OnnxModel[np.ndarray, np.ndarray]):
     """Input: (112, 112, 3) uint8 RGB aligned face; output: (D,) float32 unit vector."""
 
+    def __init__(self, path: Path, threads: int = 1) -> None:
+        super().__init__(path, threads)
+        # the installed copy takes any number of faces; the upstream file (or one of your own) maybe not
+        self.batches = not isinstance(self.session.get_inputs()[0].shape[0], int)
+        dim = self.session.get_outputs()[0].shape[-1]
+        self.dim = dim if isinstance(dim, int) else 128
+
     def preprocess(self, item: np.ndarray) -> np.ndarray:
         if item.shape != (ALIGNED_SIZE, ALIGNED_SIZE, 3):
             raise ValueError(f"expected an aligned (112, 112, 3) face, got {item.shape}")
@@ -19,3 +29,16 @@ class SFace(OnnxModel[np.ndarray, np.ndarray]):
 
     def postprocess(self, outputs: dict[str, np.ndarray], item: np.ndarray) -> np.ndarray:
         return unit(next(iter(outputs.values())).reshape(-1))
+
+    def embed(self, faces: Sequence[np.ndarray], batch: int = 1) -> np.ndarray:
+        """(N, D) unit rows for N aligned faces, `batch` faces per inference (when the model takes more
+        than one). One at a time is the default: three faces in one inference measured no faster than
+        three inferences, and slower on a busy machine (bench/recognizer.py, "embedder alone")."""
+        if not faces:
+            return np.zeros((0, self.dim), np.float32)
+        step = batch if self.batches else 1
+        rows = [
+            self.run(np.concatenate([self.preprocess(f) for f in faces[i : i + step]]))
+            for i in range(0, len(faces), step)
+        ]
+        return unit(np.concatenate([next(iter(r.values())).reshape(-1, self.dim) for r in rows]))

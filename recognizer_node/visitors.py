@@ -103,6 +103,13 @@ class VisitorClusters:
             out.append(int(self.ids[row]))
         return out
 
+    def dismiss(self, db: sqlite3.Connection, visitor: int) -> bool:
+        """Forget a visitor: its faces stay archived, ungrouped (the next face founds a new visitor)."""
+        gone = dismiss(db, visitor)
+        if gone:
+            self.load(db)
+        return gone
+
     def drop_empty(self, db: sqlite3.Connection) -> int:
         """Forget visitors none of whose faces is archived any more (after retention)."""
         gone = db.execute(
@@ -123,6 +130,11 @@ def sightings(db: sqlite3.Connection, visitor: int, since: float) -> int:
         (visitor, since),
     ).fetchone()
     return int(row[0])
+
+
+def dismiss(db: sqlite3.Connection, visitor: int) -> bool:
+    db.execute("UPDATE faces SET visitor = NULL WHERE visitor = ?", (visitor,))
+    return db.execute("DELETE FROM visitors WHERE id = ?", (visitor,)).rowcount > 0
 
 
 def set_label(db: sqlite3.Connection, visitor: int, label: str) -> bool:

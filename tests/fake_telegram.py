@@ -70,6 +70,7 @@ class FakeTelegram:
         self.faults: dict[str, list[Fault]] = {}
         self.down = False  # every API call answers 500 while set
         self.hang_s = HANG_S
+        self.hung_chats: set[int] = set()  # every call naming one of these chats hangs
         self.files: dict[str, bytes] = {}
         self._updates: list[dict[str, Any]] = []
         self._next_update = 1
@@ -167,7 +168,9 @@ class FakeTelegram:
             return self._error(401, "Unauthorized")
         with self._cond:
             fault = self.faults[method].pop(0) if self.faults.get(method) else None
-        if fault == "hang":  # until the client gave up, or the fake stops
+        if (
+            fault == "hang" or _chat_of(fields) in self.hung_chats
+        ):  # until the client gave up, or the fake stops
             with self._cond:
                 self._cond.wait_for(lambda: self._closing, self.hang_s)
             return self._error(504, "Gateway Timeout")
@@ -260,6 +263,13 @@ class FakeTelegram:
         return Response(self.files[match.group(2)], content_type="image/jpeg")
 
 
+def _chat_of(fields: dict[str, Any]) -> int | None:
+    try:
+        return int(fields["chat_id"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 class _Refuse(Exception):
     def __init__(self, code: int, text: str) -> None:
         self.code, self.text = code, text
@@ -286,6 +296,7 @@ def say(fake: FakeTelegram, text: str, chat: int = CHAT, **extra: Any) -> dict[s
 def the_first_alert(fake: FakeTelegram) -> dict[str, Any]:
     """The first alert photo the bot sent, as `reply_to_message` of a user's reply shows it (Telegram
     leaves out the photo sizes there when the bot's own photo is replied to)."""
+    fake.wait(lambda: bool(fake.ok_calls("sendPhoto")))  # sent by the delivery thread, soon after the ack
     message_id = fake.ok_calls("sendPhoto")[0].result["message_id"]
     return {"message_id": message_id, "chat": {"id": CHAT}, "photo": []}
 

@@ -10,15 +10,17 @@ from collections.abc import Callable
 from typing import Any, ClassVar, Unpack
 
 from homesec.bus import (
+    Bus,
     Message,
     MqttBus,
     PayloadLike,
     PublishOptions,
+    Unsubscribe,
     encode,
     error_report,
     publish_properties,
 )
-from homesec.contract import ErrorReport, Topics
+from homesec.contract import ErrorReport, RecognitionResult, SnapshotMeta, Topics, Verdict, parse_meta
 from homesec.fakemqtt import FakeBroker, FakeClient
 from homesec.settings import MqttSettings
 
@@ -52,13 +54,14 @@ class LocalBus(MqttBus):
         topics: Topics | None = None,
         max_payload_bytes: int | None = None,
         broker: FakeBroker | None = None,
+        retry_s: tuple[float, float] = (1.0, 60.0),
     ) -> None:
         self.broker = broker or FakeBroker()
         self.max_payload_bytes = max_payload_bytes
         settings = MqttSettings(prefix=(topics or Topics()).prefix)
         if max_payload_bytes is not None:
             settings = settings.model_copy(update={"max_payload_mb": max_payload_bytes / (1024 * 1024)})
-        super().__init__(settings, node=node, client_factory=self.broker.client)
+        super().__init__(settings, node=node, client_factory=self.broker.client, retry_s=retry_s)
         self.errors: list[ErrorReport] = []
         LocalBus._open.append(self)
         # Connected from the start, so that tests need not start it; announced (and the on-connect hooks
@@ -147,6 +150,8 @@ class LocalBus(MqttBus):
 
     def close(self) -> None:
         """Stop the threads without the goodbye (for the fixture that cleans up after each test)."""
+        self._closing.set()
+        self._retries.cancel()
         if self._worker is not None and self._worker.is_alive():
             self._inbox.put(None)
         self.fake.loop_stop()
@@ -185,3 +190,25 @@ class FakeClock:
 
     def sleep(self, seconds: float) -> None:
         self.now += max(0.0, seconds)
+
+
+def answer_snapshots(bus: Bus, topic_filter: str = "+") -> Unsubscribe:
+    """A stand-in recognizer on `bus`: every snapshot of the cameras `topic_filter` names is answered
+    with its result (no face), as the camera waits for before it lets the snapshot go."""
+    topics = bus.topics
+
+    def answer(msg: Message) -> None:
+        meta = parse_meta(SnapshotMeta, msg.user_properties)
+        result = RecognitionResult(
+            camera=meta.camera,
+            event_id=meta.event_id,
+            seq=meta.seq,
+            verdict=Verdict.NO_FACE,
+            faces=[],
+            timings_ms={},
+            model="stand-in",
+            node="test/stand-in",
+        )
+        bus.publish(topics.result(meta.camera), result)
+
+    return bus.subscribe(topics.snapshot(topic_filter), answer)

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from recognizer_node.household import Household
 from recognizer_node.http.server import HttpApi
 from recognizer_node.http.settings import HttpSettings
 from recognizer_node.http.tokens import Scope, TokenStore
@@ -53,7 +54,9 @@ def serve(
     """An API over fresh operations in `data_dir`, with an admin and a viewer client; stopped after."""
     settings = RecognizerSettings(models_dir=rec.models_dir, **options)
     ops = RecognizerOperations.open(settings, data_dir, node=NODE, recognizer=rec)
-    api = HttpApi(ops, http or HttpSettings(port=0), data_dir)
+    household = Household()
+    household.connect(lambda cmd: True, lambda camera, cmd: True)  # the broker takes every command
+    api = HttpApi(ops, http or HttpSettings(port=0), data_dir, household)
     store = TokenStore.of(data_dir)
     admin, _ = store.create(Scope.ADMIN, "test admin")
     viewer, _ = store.create(Scope.VIEWER, "test viewer")

@@ -14,19 +14,53 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import SecretStr
 
-from homesec.broker import BrokerFiles, MosquittoProcess, free_port, prepare_local_broker
+from homesec.broker import Account, BrokerFiles, MosquittoProcess, free_port, prepare_local_broker, rules_for
 from homesec.bus import Message, MqttBus
-from homesec.contract import Role
+from homesec.config import node_client_id
+from homesec.contract import Role, Topics
 from homesec.settings import MqttSettings
 
 
-class Broker:
-    """A real mosquitto on a free port, with the project's generated config, ACL and passwords."""
+def harness_accounts(prefix: str) -> list[Account]:
+    """Accounts of the test harness, besides the deployment's own: the bare role names stand for any
+    instance of their role with any client id (the node packages' tests use them; the recognizer one
+    also publishes under its whole tree and joins any shared group, for the bus conformance tests), and
+    the observer sees everything."""
+    t = Topics(prefix)
+    recognizer = rules_for(Account("recognizer", Role.RECOGNIZER, "+"), t)
+    recognizer += [
+        (True, "publish", f"{prefix}/recognizer/#"),
+        (True, "subscribe", f"$share/+/{t.all_snapshots}"),
+    ]
+    return [
+        Account("camera", Role.CAMERA, "+", bind=False),
+        Account("recognizer", Role.RECOGNIZER, "+", bind=False, rules=tuple(recognizer)),
+        Account("notifier", Role.NOTIFIER, "+", bind=False),
+        Account("observer", Role.VIEWER, rules=((True, "subscribe", "#"),)),
+        Account("publisher", Role.ADMIN, rules=((True, "publish", "#"),)),
+    ]
 
-    def __init__(self, directory: Path, prefix: str = "homesec") -> None:
+
+CAMERAS = ("door", "gate")
+RECOGNIZERS = ("main", "r2")
+
+
+class Broker:
+    """A real mosquitto on a free port, with the project's generated config and accounts (those of
+    `homesec broker init` for cameras door and gate and recognizers main and r2) plus the harness's."""
+
+    def __init__(self, directory: Path, prefix: str = "homesec", group: str | None = "recognizer") -> None:
         self.directory = directory
         self.port = free_port()
-        self.files: BrokerFiles = prepare_local_broker(directory, self.port, prefix=prefix)
+        self.files: BrokerFiles = prepare_local_broker(
+            directory,
+            self.port,
+            prefix=prefix,
+            cameras=CAMERAS,
+            recognizers=RECOGNIZERS,
+            extra=harness_accounts(prefix),
+            group=group,
+        )
         self.process = MosquittoProcess(self.files.conf, self.port, directory / "mosquitto.log")
 
     def start(self) -> None:
@@ -41,12 +75,18 @@ class Broker:
     def log(self) -> str:
         return (self.directory / "mosquitto.log").read_text(errors="replace")
 
+    def client_id(self, user: str) -> str | None:
+        """The client id a bound user must connect with (None: any)."""
+        account = next(a for a in self.files.accounts if a.user == user)
+        return node_client_id(user, self.files.passwords[user]) if account.bound else None
+
     def settings(self, role: Role | str, **overrides: object) -> MqttSettings:
         base = MqttSettings(
             host="127.0.0.1",
             port=self.port,
             username=str(role),
             password=SecretStr(self.files.passwords[str(role)]),
+            share_group=SecretStr(self.files.group),
             keepalive_s=5,
             reconnect_min_s=1,
             reconnect_max_s=2,
@@ -54,19 +94,18 @@ class Broker:
         return base.model_copy(update=overrides)
 
     def bus(self, role: Role | str, node: str, **kw: object) -> MqttBus:
+        kw.setdefault("client_id", self.client_id(str(role)))
         return MqttBus(self.settings(role), node=node, **kw)  # type: ignore[arg-type]
 
 
 class Collector:
     """Collects every message a role may read on `topic_filters` (a plain, non-persistent client)."""
 
-    def __init__(self, broker: Broker, *topic_filters: str, role: Role | str = Role.VIEWER) -> None:
+    def __init__(self, broker: Broker, *topic_filters: str, role: Role | str = "observer") -> None:
         self.messages: queue.Queue[Message] = queue.Queue()
         self.seen: list[Message] = []
         self._lock = threading.Lock()
-        self.bus = MqttBus(
-            broker.settings(role), node=f"test/collector{id(self)}", persistent=False, announce=False
-        )
+        self.bus = broker.bus(role, f"test/collector{id(self)}", persistent=False, announce=False)
         for f in topic_filters:
             self.bus.subscribe(f, self._on)
         self.bus.start()
@@ -95,9 +134,16 @@ class Collector:
         self.bus.stop()
 
 
-def raw_client(broker: Broker, role: str | None, password: str | None = None) -> tuple[mqtt.Client, int]:
-    """A plain paho v5 client; returns it with the CONNACK reason code value."""
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+def raw_client(
+    broker: Broker, role: str | None, password: str | None = None, client_id: str | None = None
+) -> tuple[mqtt.Client, int]:
+    """A plain paho v5 client (with the client id its user is bound to unless `client_id` is given);
+    returns it with the CONNACK reason code value."""
+    if client_id is None and role is not None and role in broker.files.passwords:
+        client_id = broker.client_id(role)
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5, client_id=client_id or ""
+    )
     if role is not None:
         client.username_pw_set(role, password if password is not None else broker.files.passwords[role])
     result: queue.Queue[int] = queue.Queue()
@@ -108,6 +154,9 @@ def raw_client(broker: Broker, role: str | None, password: str | None = None) ->
         code = result.get(timeout=10)
     except queue.Empty:
         code = -1
+    if code != 0:  # refused: no network loop left retrying in the background
+        client.disconnect()
+        client.loop_stop()
     return client, code
 
 
@@ -116,4 +165,13 @@ def publish_reason(client: mqtt.Client, topic: str, payload: bytes = b"x") -> in
     done: queue.Queue[int] = queue.Queue()
     client.on_publish = lambda c, u, mid, rc, p: done.put(rc.value)
     client.publish(topic, payload, qos=1, properties=Properties(PacketTypes.PUBLISH))
+    return done.get(timeout=10)
+
+
+def subscribe_reasons(client: mqtt.Client, filters: list[str]) -> list[int]:
+    """SUBSCRIBE to all `filters` at QoS 1 in one packet; the SUBACK reason code value of each
+    (1 granted, 135 not authorized)."""
+    done: queue.Queue[list[int]] = queue.Queue()
+    client.on_subscribe = lambda c, u, mid, codes, p: done.put([code.value for code in codes])
+    client.subscribe([(f, 1) for f in filters])
     return done.get(timeout=10)

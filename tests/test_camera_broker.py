@@ -27,7 +27,7 @@ from homesec.contract import (
     parse,
     parse_meta,
 )
-from tests.helpers import wait_until
+from tests.helpers import answer_snapshots, wait_until
 from tests.mqtt_helpers import Broker, Collector
 from tests.test_camera_service import camera_settings
 
@@ -97,6 +97,7 @@ def test_snapshots_spool_while_broker_is_down_and_arrive_in_order(
     # is kept for it even if it reconnects later than the camera.
     reader = fresh_broker.bus(Role.RECOGNIZER, "recognizer/spooltest")
     reader.subscribe(T.snapshot(camera), got.append)
+    answer_snapshots(reader, camera)  # and answers them: the camera keeps each one until its result
     reader.start()
     assert reader.wait_connected(10)
     motions = Collector(fresh_broker, T.motion(camera))
@@ -114,6 +115,7 @@ def test_snapshots_spool_while_broker_is_down_and_arrive_in_order(
         pin.drive_low()
         end = motions.wait_for(lambda m: parse(MotionEvent, m.payload).state == "end")
         first = parse(MotionEvent, end.payload).event_id
+        wait_until(lambda: len(svc.sender.spool) == 0)  # event 1 answered before the broker goes
 
         fresh_broker.stop()
         wait_until(lambda: not bus.connected)
@@ -160,7 +162,12 @@ event_gap_s = 0.3
 """
     )
     collector = Collector(broker, T.snapshot(camera), T.available(f"camera/{camera}"))
-    env = {**os.environ, "HOMESEC_MQTT_PASSWORD": broker.files.passwords["camera"]}
+    # The harness's camera user (any camera id): "proc" is not one of the test deployment's cameras.
+    env = {
+        **os.environ,
+        "HOMESEC_MQTT__USERNAME": "camera",
+        "HOMESEC_MQTT_PASSWORD": broker.files.passwords["camera"],
+    }
     log = tmp_path / "camera.log"
     with open(log, "wb") as log_fh:
         proc = subprocess.Popen(

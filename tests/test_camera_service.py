@@ -31,7 +31,7 @@ from homesec.contract import (
     parse_meta,
 )
 from homesec.spool import DiskSpool
-from tests.helpers import FakeClock, LocalBus, wait_until
+from tests.helpers import FakeClock, LocalBus, answer_snapshots, wait_until
 
 WALK_IN = Path(__file__).parent / "data" / "replay" / "walk_in"
 T = Topics()
@@ -159,6 +159,7 @@ def stepped(scene: list[np.ndarray] | None = None) -> tuple[SteppedSource, FakeC
 
 def test_walk_in_gives_one_event_and_a_burst(tmp_path: Path, running: list[CameraService]) -> None:
     bus = LocalBus(f"camera/{CAM}")
+    answer_snapshots(bus)  # a recognizer: the camera keeps each snapshot until its result
     clock = FakeClock()
     svc = start(running, camera_settings(), tmp_path, bus, source=replayed_walk_in(clock), clock=clock)
     wait_until(lambda: len(motions(bus)) == 2 and svc.sender.idle and len(snapshots(bus)) == 3)
@@ -182,6 +183,7 @@ def test_the_replay_source_from_the_config_drives_the_service(
     tmp_path: Path, running: list[CameraService]
 ) -> None:
     bus = LocalBus(f"camera/{CAM}")
+    answer_snapshots(bus)  # a recognizer: the camera keeps each snapshot until its result
     svc = start(
         running, camera_settings(replay={"dir": str(WALK_IN), "fps": 100, "loop": False}), tmp_path, bus
     )
@@ -271,6 +273,7 @@ def test_disabling_ends_the_open_event_and_drops_the_burst(
     tmp_path: Path, running: list[CameraService]
 ) -> None:
     bus = LocalBus(f"camera/{CAM}")
+    answer_snapshots(bus)  # a recognizer: the camera keeps each snapshot until its result
     source, clock = stepped(synthetic.walk_in(empty=0, walking=10, standing=0))
     settings = camera_settings(burst={"count": 5, "interval_s": 0.02})
     svc = start(running, settings, tmp_path, bus, source=source, clock=clock)
@@ -351,9 +354,10 @@ def meta(seq: int) -> SnapshotMeta:
 
 def test_sender_spools_while_offline_and_drains_in_order(tmp_path: Path) -> None:
     bus = LocalBus(f"camera/{CAM}")
+    answer_snapshots(bus)  # a recognizer: the camera keeps each snapshot until its result
     bus.online = False
     spool = DiskSpool(tmp_path / "spool", max_items=100, max_bytes=10_000_000)
-    sender = SnapshotSender(bus, T.snapshot(CAM), spool, retry_s=0.05)
+    sender = SnapshotSender(bus, T.snapshot(CAM), spool, result_topic=T.result(CAM), retry_s=0.05)
     sender.start()
     try:
         image = np.zeros((8, 8, 3), np.uint8)
@@ -374,7 +378,7 @@ def test_spool_survives_restart_and_is_bounded(tmp_path: Path, caplog: pytest.Lo
     bus = LocalBus(f"camera/{CAM}")
     bus.online = False
     spool = DiskSpool(tmp_path / "spool", max_items=2, max_bytes=10_000_000)
-    sender = SnapshotSender(bus, T.snapshot(CAM), spool, retry_s=0.05)
+    sender = SnapshotSender(bus, T.snapshot(CAM), spool, result_topic=T.result(CAM), retry_s=0.05)
     sender.start()
     with caplog.at_level(logging.WARNING):
         for seq in range(3):
@@ -382,9 +386,16 @@ def test_spool_survives_restart_and_is_bounded(tmp_path: Path, caplog: pytest.Lo
         wait_until(lambda: sender.spooled == 3)
     sender.stop()
     assert "dropping oldest" in caplog.text
+    assert [e.error for e in bus.errors] == ["spool_full"]  # on the error topic too, not only in the log
     # a new process finds the two newest on disk and sends them once the broker is back
     bus.online = True
-    again = SnapshotSender(bus, T.snapshot(CAM), DiskSpool(tmp_path / "spool", 2, 10_000_000), retry_s=0.05)
+    again = SnapshotSender(
+        bus,
+        T.snapshot(CAM),
+        DiskSpool(tmp_path / "spool", 2, 10_000_000),
+        result_topic=T.result(CAM),
+        retry_s=0.05,
+    )
     again.start()
     try:
         wait_until(lambda: len(snapshots(bus)) == 2)
@@ -407,7 +418,7 @@ def test_snapshots_in_memory_at_stop_go_to_disk(tmp_path: Path) -> None:
 
     bus.publish_confirmed = blocked  # type: ignore[method-assign]
     spool = DiskSpool(tmp_path / "spool", 100, 10_000_000)
-    sender = SnapshotSender(bus, T.snapshot(CAM), spool, retry_s=0.05)
+    sender = SnapshotSender(bus, T.snapshot(CAM), spool, result_topic=T.result(CAM), retry_s=0.05)
     sender.start()
     for seq in range(3):
         sender.submit(Snapshot(b"jpeg%d" % seq, meta(seq)))
@@ -422,8 +433,9 @@ def test_snapshots_in_memory_at_stop_go_to_disk(tmp_path: Path) -> None:
 
 def test_a_snapshot_too_large_for_the_broker_is_reported_and_does_not_block_the_rest(tmp_path: Path) -> None:
     bus = LocalBus(f"camera/{CAM}", max_payload_bytes=100)
+    answer_snapshots(LocalBus("recognizer/stand-in", broker=bus.broker))  # the camera waits for results
     spool = DiskSpool(tmp_path / "spool", max_items=100, max_bytes=10_000_000)
-    sender = SnapshotSender(bus, T.snapshot(CAM), spool, retry_s=0.05)
+    sender = SnapshotSender(bus, T.snapshot(CAM), spool, result_topic=T.result(CAM), retry_s=0.05)
     sender.start()
     try:
         sender.submit(Snapshot(b"x" * 200, meta(0)))
@@ -431,6 +443,7 @@ def test_a_snapshot_too_large_for_the_broker_is_reported_and_does_not_block_the_
         wait_until(lambda: len(snapshots(bus)) == 1)
         assert [(m.seq, p) for m, p in snapshots(bus)] == [(1, b"small")]
         assert [e.error for e in bus.errors] == ["payload_too_large"]
+        wait_until(lambda: sender.confirmed == 1)
         assert len(spool) == 0
     finally:
         sender.stop()

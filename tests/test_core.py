@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from homesec.broker import hash_password, render_acl
+from homesec.broker import deployment_accounts, render_acl, render_dynsec
 from homesec.bus import Message, topic_matches
-from homesec.config import ConfigError, load_config, mqtt_for_role
+from homesec.config import ConfigError, load_config, mqtt_for_role, node_client_id
 from homesec.contract import (
     ContractError,
     SnapshotMeta,
@@ -184,18 +184,29 @@ def test_spool_ignores_a_half_written_record(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------- broker files
-def test_password_hash_is_mosquitto_pbkdf2_sha512() -> None:
-    salt = b"0123456789ab"
-    h = hash_password("pw", salt=salt)
-    _, seven, iterations, salt_b64, digest_b64 = h.split("$")
-    assert (seven, iterations, base64.b64decode(salt_b64)) == ("7", "101", salt)
-    assert base64.b64decode(digest_b64) == hashlib.pbkdf2_hmac("sha512", b"pw", salt, 101)
+def test_account_file_holds_mosquitto_pbkdf2_sha512_hashes_and_binds_node_client_ids() -> None:
+    accounts = deployment_accounts(["door"], ["main"])
+    passwords = {a.user: f"pw-{a.user}" for a in accounts}
+    body = json.loads(render_dynsec(accounts, passwords, Topics()))
+    clients = {c["username"]: c for c in body["clients"]}
+    door = clients["camera-door"]
+    digest = hashlib.pbkdf2_hmac("sha512", b"pw-camera-door", base64.b64decode(door["salt"]), 101)
+    assert base64.b64decode(door["password"]) == digest and door["iterations"] == 101
+    assert door["clientid"] == node_client_id("camera-door", "pw-camera-door")
+    assert "clientid" not in clients["admin"] and "clientid" not in clients["viewer"]  # commands run at once
+    assert set(clients) == {"camera-door", "recognizer-main", "notifier-main", "admin", "viewer"}
+    assert body["defaultACLAccess"] == {
+        "publishClientSend": False,
+        "publishClientReceive": False,
+        "subscribe": False,
+        "unsubscribe": True,
+    }
 
 
 def test_acl_follows_the_prefix() -> None:
     acl = render_acl("house")
-    assert "topic write house/camera/+/snapshot" in acl and "homesec/camera" not in acl
-    assert "user camera" in acl and "topic write house/train" not in acl.split("user recognizer")[0]
+    assert "publish house/camera/door/snapshot" in acl and "homesec/camera" not in acl
+    assert "user camera-door" in acl and "publish house/train" not in acl.split("user recognizer")[0]
 
 
 # ------------------------------------------------------------------------------------------ local bus
@@ -222,7 +233,7 @@ def test_generated_files_are_up_to_date() -> None:
     assert (REPO / "config.example.toml").read_text() == render_example(), "run: homesec config example"
     assert (REPO / "docs" / "configuration.md").read_text() == render_table(), "run: homesec config table"
     conf = (REPO / "mosquitto" / "mosquitto.conf").read_text()
-    assert "allow_anonymous false" in conf and "acl_file /mosquitto/config/acl" in conf
+    assert "allow_anonymous false" in conf and "plugin_opt_config_file /mosquitto/config/" in conf
     assert conf == render_container_conf(), "run: homesec broker render"
 
 

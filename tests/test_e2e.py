@@ -83,6 +83,7 @@ def system(
         "HOMESEC_MQTT__RECONNECT_MAX_S": "2",
         "HOMESEC_DATA_DIR": str(fresh_broker.directory),  # where the node passwords are
         "HOMESEC_RECOGNIZER__MODELS_DIR": str(models_dir),
+        "HOMESEC_RECOGNIZER__HTTP__PORT": "0",  # any free port: 8470 may be taken on this machine
         "HOMESEC_TELEGRAM_TOKEN": TOKEN,
         "HOMESEC_NOTIFIER__BASE_URL": telegram.url,
         "HOMESEC_NOTIFIER__ALLOWED_CHAT_IDS": f"[{CHAT}]",
@@ -94,6 +95,8 @@ def system(
         "HOMESEC_CAMERA__BURST__INTERVAL_S": "0.3",
         "HOMESEC_CAMERA__COOLDOWN_S": "0",
         "HOMESEC_CAMERA__MOTION__EVENT_GAP_S": "0.5",  # a PIR pulse is one short event
+        # What no recognizer answered (it was killed) is published again after this long.
+        "HOMESEC_CAMERA__CONFIRM_TIMEOUT_S": "3",
         "PYTHONUNBUFFERED": "1",
     }
     env.pop("HOMESEC_CONFIG", None)

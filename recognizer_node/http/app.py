@@ -11,14 +11,26 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from homesec.contract import ContractError
-from recognizer_node.http import archive, gallery, health, images
-from recognizer_node.http.context import ApiContext, context
+from recognizer_node.http import archive, gallery, health, images, state
+from recognizer_node.http.context import ApiContext
 from recognizer_node.http.limits import BodyLimit
 from recognizer_node.queries import ArchiveOff
 
 log = logging.getLogger(__name__)
 
 OPENAPI_PATH = "/api/openapi.json"
+# `homesec_errors_total{kind}` of the HTTP answers that are not a success (docs/http.md, Refusals).
+REFUSAL_KINDS = {
+    400: "http_unreadable",
+    401: "http_no_token",
+    403: "http_scope",
+    404: "http_not_found",
+    413: "http_too_large",
+    422: "http_invalid",
+    429: "http_rate_limited",
+    500: "http_internal",
+    503: "http_unavailable",
+}
 
 
 def create_app(ctx: ApiContext) -> FastAPI:
@@ -31,7 +43,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         redoc_url=None,
     )
     app.state.context = ctx
-    for module in (images, gallery, archive, health):
+    for module in (images, gallery, archive, state, health):
         app.include_router(module.router)
     app.add_exception_handler(ContractError, _contract_error)
     app.add_exception_handler(ArchiveOff, _archive_off)
@@ -66,7 +78,6 @@ def _problem(error: dict[str, object]) -> str:
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("HTTP %s %s failed", request.method, request.url.path, exc_info=exc)
-    context(request).metrics.error("http_internal")
     return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, status_code=500)
 
 
@@ -95,3 +106,5 @@ class _Measured:
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
             self.metrics.http(scope["method"], route, status, time.perf_counter() - start)
+            if kind := REFUSAL_KINDS.get(status):
+                self.metrics.error(kind)

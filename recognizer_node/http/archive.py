@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Response
 
-from homesec.contract import GalleryResult, Verdict, from_iso, parse_gallery_command
+from homesec.contract import GalleryResult, Verdict, from_iso
 from recognizer_node import queries
 from recognizer_node.archive_browse import EventDetail, EventFilter, EventPage, VisitorDetail, VisitorSummary
 from recognizer_node.http.auth import ADMIN, VIEWER
-from recognizer_node.http.context import context, documented
+from recognizer_node.http.context import context, documented, gallery_command
 
 router = APIRouter(prefix="/api")
 ERRORS = documented(401, 403, 404, 422, 429)
-JPEG = {200: {"content": {"image/jpeg": {}}, "description": "A JPEG."}, **ERRORS}
+JPEG: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/jpeg": {}}, "description": "A JPEG."},
+    **ERRORS,
+}
 Id = Annotated[int, Path(ge=0, le=2**63 - 1)]
 Offset = Annotated[int, Query(ge=0, le=2**31, description="Skip this many.")]
 Limit = Annotated[int, Query(ge=1, le=500, description="At most this many.")]
@@ -89,6 +92,51 @@ def annotated_snapshot(request: Request, event_id: str, seq: Id) -> Response:
     return _snapshot(request, event_id, seq, annotated=True)
 
 
+@router.post(
+    "/events/{event_id}/snapshots/{seq}/faces/{face}/not",
+    dependencies=[ADMIN],
+    responses=ERRORS,
+    tags=["events"],
+    summary="Not this person (an archived face)",
+)
+def not_label(
+    request: Request,
+    event_id: str,
+    seq: Id,
+    face: Annotated[int, Path(ge=0, le=2**31, description="Its index in the snapshot's `faces`.")],
+    label: Annotated[
+        str | None, Body(embed=True, description="The wrong name; default: the name it was given.")
+    ] = None,
+) -> GalleryResult:
+    """The archived face was wrongly named: keep it as a negative of that label, so it is not named so
+    again. A refusal (no such face, it was not named, no such label) is `ok: false` with the reason."""
+    return gallery_command(request, op="not_label", event_id=event_id, seq=seq, face=face, label=label)
+
+
+@router.post(
+    "/events/{event_id}/snapshots/{seq}/faces/{face}/enroll",
+    dependencies=[ADMIN],
+    responses=ERRORS,
+    tags=["events"],
+    summary="Enroll an archived face",
+)
+def enroll_face(
+    request: Request,
+    event_id: str,
+    seq: Id,
+    face: Annotated[int, Path(ge=0, le=2**31, description="Its index in the snapshot's `faces`.")],
+    label: Annotated[str, Body(embed=True, description="The person's name.")],
+    force: Annotated[
+        bool, Body(embed=True, description="Enroll it even when it already matches another label.")
+    ] = False,
+) -> GalleryResult:
+    """Enroll the archived face from the clean snapshot (never from a photo with boxes drawn on it),
+    through the same quality gates and identity guard as training. A refusal is `ok: false` with the
+    reason."""
+    fields = {"event_id": event_id, "seq": seq, "face": face, "label": label, "force": force}
+    return gallery_command(request, op="enroll_face", **fields)
+
+
 @router.get("/visitors", dependencies=[VIEWER], responses=ERRORS, tags=["visitors"], summary="Visitors")
 def visitors(request: Request, offset: Offset = 0, limit: Limit = 50) -> list[VisitorSummary]:
     """The recurring unknown faces, the most recently seen first."""
@@ -149,8 +197,23 @@ def name_visitor(
     request: Request, visitor: Id, label: Annotated[str, Body(embed=True, description="Who it is.")]
 ) -> GalleryResult:
     """Enroll the visitor's archived faces (its best 20) as `label`: named from now on."""
-    cmd = parse_gallery_command({"op": "name_visitor", "visitor": visitor, "label": label})
-    answer = context(request).ops.gallery_command(cmd)
+    answer = gallery_command(request, op="name_visitor", visitor=visitor, label=label)
+    if not answer.ok:
+        raise HTTPException(404, answer.reason or f"no visitor {visitor}")
+    return answer
+
+
+@router.post(
+    "/visitors/{visitor}/dismiss",
+    dependencies=[ADMIN],
+    responses=ERRORS,
+    tags=["visitors"],
+    summary="Dismiss a visitor",
+)
+def dismiss_visitor(request: Request, visitor: Id) -> GalleryResult:
+    """Forget the visitor: its faces stay in their events, no longer grouped, and it leaves the list.
+    If that person comes back, they are a new visitor."""
+    answer = gallery_command(request, op="dismiss_visitor", visitor=visitor)
     if not answer.ok:
         raise HTTPException(404, answer.reason or f"no visitor {visitor}")
     return answer

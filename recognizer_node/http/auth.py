@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Security
@@ -47,5 +47,18 @@ def caller(needed: Scope) -> Callable[..., TokenRecord]:
     return check
 
 
+def recognition_slot(request: Request) -> Iterator[None]:
+    """Holds one of the API's recognition slots while the route runs; 503 when none frees in time.
+    (Listed after the scope, so a refused caller never takes one.)"""
+    slots = context(request).recognitions
+    if not slots.take():
+        raise slots.busy()
+    try:
+        yield
+    finally:
+        slots.give_back()
+
+
 VIEWER = Depends(caller(Scope.VIEWER))
 ADMIN = Depends(caller(Scope.ADMIN))
+RECOGNIZING = Depends(recognition_slot)

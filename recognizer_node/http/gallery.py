@@ -1,20 +1,30 @@
-"""The gallery: labels with counts and thumbnails, enrollments and their crops; delete, rename, merge."""
+"""The gallery: labels with counts and thumbnails, enrollments and their crops; delete, rename, merge,
+and "not X" from a photo."""
 
 from __future__ import annotations
 
+import base64
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Path, Request, Response
 
-from homesec.contract import GalleryResult, parse_gallery_command
+from homesec.contract import GalleryResult
 from recognizer_node import queries
-from recognizer_node.http.auth import ADMIN, VIEWER
-from recognizer_node.http.context import context, documented
+from recognizer_node.http.auth import ADMIN, RECOGNIZING, VIEWER
+from recognizer_node.http.context import context, documented, gallery_command
+from recognizer_node.http.images import UPLOAD_ERRORS, Photo, photo_bytes
 
 router = APIRouter(prefix="/api/gallery", tags=["gallery"])
 READ_ERRORS = documented(401, 403, 422, 429)
 CHANGE_ERRORS = documented(401, 403, 404, 422, 429)
 EnrollmentId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+
+@router.get("", dependencies=[VIEWER], responses=READ_ERRORS, summary="The gallery at a glance")
+def overview(request: Request) -> GalleryResult:
+    """The labels with their counts, their "not them" faces (`negatives`), and the labels that match
+    each other (`conflicts`: one person under two names?): the answer to `list` on MQTT."""
+    return gallery_command(request, op="list")
 
 
 @router.get("/labels", dependencies=[VIEWER], responses=READ_ERRORS, summary="Labels")
@@ -74,10 +84,36 @@ def rename_label(
     return _changed(request, op="rename_label", label=label, new_label=new_label)
 
 
+@router.post(
+    "/labels/{label}/merge", dependencies=[ADMIN], responses=CHANGE_ERRORS, summary="Merge two labels"
+)
+def merge_label(
+    request: Request, label: str, into: Annotated[str, Body(embed=True, description="The label to keep.")]
+) -> GalleryResult:
+    """One person enrolled under two names: `label`'s enrollments join `into`. Both must be enrolled
+    (a typo must not quietly rename someone); a refusal is `ok: false` with the reason."""
+    return gallery_command(request, op="merge_labels", label=label, into=into)
+
+
+@router.post(
+    "/labels/{label}/not",
+    dependencies=[ADMIN, RECOGNIZING],
+    responses=UPLOAD_ERRORS,
+    summary="Not this person (a photo)",
+)
+def not_label(request: Request, label: str, image: Photo) -> GalleryResult:
+    """The photo's largest face was wrongly named `label`: keep it as a negative, so that face (and
+    faces closer to it than to the label's own photos) is not named `label` again. A refusal (no face,
+    no such label) is `ok: false` with the reason. For an archived face, see
+    `/api/events/{event_id}/snapshots/{seq}/faces/{face}/not`."""
+    image_b64 = base64.b64encode(photo_bytes(request, image)).decode()
+    return gallery_command(request, op="not_label", label=label, image_b64=image_b64)
+
+
 def _changed(request: Request, **fields: Any) -> GalleryResult:
     """The answer to the gallery command of these fields (a malformed label: 422); 404 when what it
-    names is not there."""
-    answer = context(request).ops.gallery_command(parse_gallery_command(fields))
+    names is not there (these commands can be refused for no other reason)."""
+    answer = gallery_command(request, **fields)
     if not answer.ok:
         raise HTTPException(404, answer.reason or "not found")
     return answer

@@ -8,22 +8,26 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 
 from homesec.contract import FaceSearch, SearchResult, Training, TrainResult, check_label, new_id
 from recognizer_node import queries
-from recognizer_node.http.auth import ADMIN, VIEWER
+from recognizer_node.http.auth import ADMIN, RECOGNIZING, VIEWER
 from recognizer_node.http.context import context, documented
 from recognizer_node.http.limits import read_upload
 
 router = APIRouter(prefix="/api")
 # The form field is `File` (capital F): the name the first scripts used, kept for them.
 Photo = Annotated[UploadFile, File(alias="File", description="The photo: JPEG, PNG or WebP.")]
-UPLOAD_ERRORS = documented(400, 401, 403, 413, 422, 429)
+UPLOAD_ERRORS = documented(400, 401, 403, 413, 422, 429, 503)
 
 
-def _photo(request: Request, upload: UploadFile) -> bytes:
+def photo_bytes(request: Request, upload: UploadFile) -> bytes:
     return read_upload(upload, context(request).settings.max_upload_bytes)
 
 
 @router.post(
-    "/image/train", dependencies=[ADMIN], responses=UPLOAD_ERRORS, tags=["images"], summary="Enroll a face"
+    "/image/train",
+    dependencies=[ADMIN, RECOGNIZING],
+    responses=UPLOAD_ERRORS,
+    tags=["images"],
+    summary="Enroll a face",
 )
 def train(
     request: Request,
@@ -32,31 +36,43 @@ def train(
     largest: Annotated[
         bool, Form(description="Several faces: enroll the largest instead of refusing.")
     ] = False,
+    force: Annotated[
+        bool, Form(description="Enroll even when the face already matches another label.")
+    ] = False,
 ) -> TrainResult:
-    """Enroll the photo's one usable face as `label`. A refusal (no face, several, too small...) is
-    `ok: false` with the reason."""
+    """Enroll the photo's one usable face as `label`. A refusal (no face, several, too small, looks
+    like someone else...) is `ok: false` with the reason."""
     req = Training(
         request_id=new_id(),
         label=check_label(label),
-        image=_photo(request, image),
+        image=photo_bytes(request, image),
         largest=largest,
+        force=force,
         source="http",
     )
     return context(request).ops.train(req)
 
 
 @router.post(
-    "/image/match", dependencies=[VIEWER], responses=UPLOAD_ERRORS, tags=["images"], summary="Who is this?"
+    "/image/match",
+    dependencies=[VIEWER, RECOGNIZING],
+    responses=UPLOAD_ERRORS,
+    tags=["images"],
+    summary="Who is this?",
 )
 def match(request: Request, image: Photo) -> queries.MatchResult:
     """Every face of the photo against the gallery: the best named face and its similarity, or no
     match; nothing is archived."""
-    req = queries.Matching(request_id=new_id(), image=_photo(request, image))
+    req = queries.Matching(request_id=new_id(), image=photo_bytes(request, image))
     return queries.match(context(request).ops, req)
 
 
 @router.post(
-    "/search", dependencies=[VIEWER], responses=UPLOAD_ERRORS, tags=["archive"], summary="Find a face"
+    "/search",
+    dependencies=[VIEWER, RECOGNIZING],
+    responses=UPLOAD_ERRORS,
+    tags=["archive"],
+    summary="Find a face",
 )
 def search(
     request: Request,
@@ -69,5 +85,5 @@ def search(
 ) -> SearchResult:
     """The archived events with the photo's largest face, most similar first (as
     `homesec faces search --archive`)."""
-    req = FaceSearch(request_id=new_id(), image=_photo(request, image), threshold=threshold, top=top)
+    req = FaceSearch(request_id=new_id(), image=photo_bytes(request, image), threshold=threshold, top=top)
     return context(request).ops.search(req)

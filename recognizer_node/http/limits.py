@@ -1,4 +1,5 @@
-"""Bounds on what a client may send: requests per token (a token bucket) and bytes per upload."""
+"""Bounds on what clients may ask: requests per token (a token bucket), bytes per upload, and
+recognitions at once."""
 
 from __future__ import annotations
 
@@ -34,6 +35,28 @@ class RateLimiter:
                 return 0.0
             self._buckets[key] = (tokens, now)
             return (1 - tokens) / self.rate
+
+
+class RecognitionSlots:
+    """At most `slots` API recognitions at once: the cores they would take are the alerts' (the MQTT
+    path recognizes on its own thread, beside the API's). A request waits up to `wait_s` for a slot."""
+
+    def __init__(self, slots: int, wait_s: float) -> None:
+        self.slots, self.wait_s = slots, wait_s
+        self._free = threading.BoundedSemaphore(slots)
+
+    def take(self) -> bool:
+        return self._free.acquire(timeout=self.wait_s)
+
+    def give_back(self) -> None:
+        self._free.release()
+
+    def busy(self) -> HTTPException:
+        return HTTPException(
+            503,
+            f"{self.slots} recognitions already running (recognizer.http.max_recognitions); retry shortly",
+            {"Retry-After": "1"},
+        )
 
 
 def too_large(size: int | str, limit: int) -> HTTPException:

@@ -11,9 +11,10 @@ import uvicorn
 from fastapi import FastAPI
 
 from homesec.runner import Service
+from recognizer_node.household import Household
 from recognizer_node.http.app import create_app
 from recognizer_node.http.context import ApiContext
-from recognizer_node.http.limits import RateLimiter
+from recognizer_node.http.limits import RateLimiter, RecognitionSlots
 from recognizer_node.http.metrics import Metrics
 from recognizer_node.http.settings import HttpSettings
 from recognizer_node.http.tokens import TokenStore
@@ -96,13 +97,21 @@ def _listen(host: str, port: int) -> socket.socket:
 class HttpApi:
     """The HTTP API of one recognizer: the app over its operations, and the server that runs it."""
 
-    def __init__(self, ops: RecognizerOperations, settings: HttpSettings, data_dir: Path) -> None:
+    def __init__(
+        self,
+        ops: RecognizerOperations,
+        settings: HttpSettings,
+        data_dir: Path,
+        household: Household | None = None,
+    ) -> None:
         self.context = ApiContext(
             ops=ops,
+            household=household or Household(),  # without a bus: no state, and commands refused
             settings=settings,
             tokens=TokenStore.of(data_dir),
             limiter=RateLimiter(settings.rate_per_minute, settings.burst),
             metrics=Metrics(lambda: ops.summary.enrollments),
+            recognitions=RecognitionSlots(settings.max_recognitions, settings.recognition_wait_s),
         )
         ops.on_recognized(self.context.metrics.recognized)
         self.server = HttpServer(create_app(self.context), settings.host, settings.port)
@@ -146,4 +155,6 @@ def with_http(service: RecognizerService, settings: HttpSettings, data_dir: Path
     """The recognizer service, with its HTTP API unless `recognizer.http.enabled` is false."""
     if not settings.enabled:
         return service
-    return WithHttp(service, HttpApi(service.ops, settings, data_dir))
+    api = HttpApi(service.ops, settings, data_dir, service.household)
+    service.bus.on_error(lambda report: api.context.metrics.error(report.error))  # bad_payload, ...
+    return WithHttp(service, api)

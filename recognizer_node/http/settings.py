@@ -22,6 +22,16 @@ class HttpSettings(Section):
     rate_per_minute: int = Field(
         600, ge=1, description="Requests a token may make per minute (bursts up to a tenth of it); then 429."
     )
+    max_recognitions: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Photo requests (train, match, search, not) served at once; more wait, then get 503 "
+        "(the alerts keep their cores).",
+    )
+    recognition_wait_s: float = Field(
+        5.0, ge=0, le=60, description="How long a photo request waits for its turn before the 503."
+    )
 
     @property
     def max_upload_bytes(self) -> int:

@@ -63,12 +63,13 @@ def digest(token: str) -> str:
 
 
 class TokenStore:
-    """The token hashes of one data dir. Thread-safe; several processes may read while one writes."""
+    """The token hashes of one data dir. Thread-safe; any number of processes may read it while one
+    writes (two writing at once could lose one's change)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._by_hash: dict[str, TokenRecord] = {}
 
     @classmethod
@@ -116,7 +117,7 @@ class TokenStore:
         except FileNotFoundError:
             self._stamp, self._by_hash = None, {}
             return
-        stamp = (st.st_mtime_ns, st.st_size)
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)  # every save replaces the file: a new inode
         if stamp != self._stamp:
             self._by_hash = _read(self.path)
             self._stamp = stamp

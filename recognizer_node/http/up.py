@@ -1,11 +1,24 @@
-"""What `homesec up` does and says for the HTTP API. Cheap to import: the plugin loads it."""
+"""What `homesec up` and `homesec status` do and say for the HTTP API. Cheap to import: the plugin loads
+it (the standard library only, no FastAPI)."""
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from recognizer_node.http.settings import HttpSettings
 from recognizer_node.http.tokens import Scope, ensure_up_tokens
+
+PROBE_TIMEOUT_S = 2.0
+
+
+def local_url(settings: HttpSettings) -> str:
+    """The API's base URL as seen from this machine (a wildcard address is reached on loopback)."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(settings.host, settings.host)
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{settings.port}"
 
 
 def up_note(settings: HttpSettings, data_dir: Path) -> str | None:
@@ -13,5 +26,26 @@ def up_note(settings: HttpSettings, data_dir: Path) -> str | None:
     if not settings.enabled:
         return None
     files = ensure_up_tokens(data_dir)
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
-    return f"HTTP API on http://{host}:{settings.port}/api (admin token in {files[Scope.ADMIN]})"
+    return f"HTTP API on {local_url(settings)}/api (admin token in {files[Scope.ADMIN]})"
+
+
+def api_status(settings: HttpSettings) -> dict[str, str]:
+    """The API's URL and what `GET /api/health` says: ready, starting, or why it cannot be reached."""
+    if not settings.enabled:
+        return {"http_api": "off (recognizer.http.enabled = false)"}
+    url = local_url(settings)
+    return {"http_api": f"{url}/api", "http_health": probe_health(url)}
+
+
+def probe_health(url: str) -> str:
+    try:
+        with urllib.request.urlopen(f"{url}/api/health", timeout=PROBE_TIMEOUT_S) as answer:
+            return str(json.load(answer).get("status", "?"))
+    except urllib.error.HTTPError as exc:  # 503 while the node starts or stops, with the same body
+        try:
+            return str(json.load(exc).get("status", exc.code))
+        except ValueError:
+            return f"HTTP {exc.code}"
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return f"unreachable ({reason})"

@@ -11,7 +11,7 @@ bench/e2e.py), its HTTP API on a free port. The photo is bench/recognizer.py's 1
 Each variant prints matches per second (answers / wall time) and the p50/p95 of each request's latency,
 for C = 1 and 4.
 
-    .venv/bin/python bench/http.py [--models-dir DIR] [--requests 30] [--clients 1,4] [--threads 2]
+    .venv/bin/python bench/http_api.py [--models-dir DIR] [--requests 30] [--clients 1,4] [--threads 2]
 """
 
 from __future__ import annotations

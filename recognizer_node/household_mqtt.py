@@ -1,0 +1,24 @@
+"""The household state over MQTT: the retained announcements feed it, its commands go to their owners."""
+
+from __future__ import annotations
+
+from homesec.bus import Bus, Message
+from homesec.contract import ArmedState, CameraEnabled, parse
+from recognizer_node.household import Household
+
+
+def watch_household(bus: Bus, household: Household) -> None:
+    """Follow every node's availability, the armed state and each camera's enabled state (retained, so
+    the current ones arrive at once), and send the arm and enable commands through `bus`."""
+    t = bus.topics
+
+    def on_available(msg: Message) -> None:
+        household.node_seen(t.node_from_available(msg.topic), msg.payload.decode(errors="replace").strip())
+
+    bus.subscribe(t.all_available, on_available)
+    bus.subscribe(t.armed, lambda msg: household.armed_seen(parse(ArmedState, msg.payload)))
+    bus.subscribe(t.camera_enabled("+"), lambda msg: household.camera_seen(parse(CameraEnabled, msg.payload)))
+    household.connect(
+        lambda cmd: bus.publish_confirmed(t.armed_cmd, cmd),
+        lambda camera, cmd: bus.publish_confirmed(t.camera_cmd_enable(camera), cmd),
+    )
