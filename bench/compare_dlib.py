@@ -14,8 +14,8 @@ warm-up image. face_recognition with its defaults (upsample 1, 'small' 5-point l
 and CNN detectors (CNN: `--cnn-runs`, it takes minutes per pass on a CPU); homesec's Recognizer.analyze
 with 1 and 2 onnxruntime threads.
 Accuracy: enroll the largest face of each train/<label>/ photo; probe
-test/ (faces left to right against GROUND_TRUTH below; an image whose face count differs is skipped for
-that library); then camera-like frames made from each probe face by camera_frame (face
+test/ (faces left to right against GROUND_TRUTH, from faces_dev_people.py; an image whose face count
+differs is skipped for that library); then camera-like frames made from each probe face by camera_frame (face
 40-80 px wide in a dark, noisy 1920x1080 JPEG of quality 30-40), where the face counts as found when a
 detection's centre falls inside its box. homesec names faces as its service does (its threshold and
 margin); face_recognition names the nearest enrollment when its distance is <= 0.6 (its default
@@ -38,6 +38,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from faces_dev_people import enrolled_faces  # beside this script (stdlib only: dlib's Python runs it too)
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATASET = REPO.parent / "shared" / "datasets" / "faces-dev"
 SUFFIXES = {".jpg", ".jpeg", ".png"}
@@ -45,19 +47,7 @@ TOLERANCE = 0.6
 FACE_WIDTHS = (40, 50, 60, 70, 80)
 FRAME_W, FRAME_H = 1920, 1080
 WHOLE_RUN_FRAMES = 16
-# faces-dev's test/ photos: who each face is, left to right (None: not enrolled)
-GROUND_TRUTH: dict[str, list[str | None]] = {
-    "alex_lacamoire1.jpg": ["alex_lacamoire"],
-    "johnsnow_test1.jpg": ["kit_harington"],
-    "kit_with_rose.jpg": ["rose_leslie", "kit_harington"],
-    "lin-manuel-miranda.png": [None],
-    "obama-1080p.jpg": ["obama"],
-    "obama-240p.jpg": ["obama"],
-    "obama1.jpg": ["obama"],
-    "obama3.jpg": ["obama"],
-    "obama_and_biden.jpg": ["biden", "obama", None],
-    "two_people.jpg": ["obama", "biden"],
-}
+GROUND_TRUTH = enrolled_faces()  # faces-dev's test/ photos, left to right (None: not enrolled)
 
 Faces = list[dict[str, Any]]  # {"box": [x1, y1, x2, y2], "enc": [128 floats]}
 Named = dict[str, Any]  # {"label": str | None, "score": float | None, "why": str | None}

@@ -16,15 +16,28 @@ import sys
 from pathlib import Path
 
 DEFAULT_SOURCE = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "faces-dev"
-TEST_PEOPLE = {
-    "alex_lacamoire1.jpg": "alex_lacamoire",
-    "johnsnow_test1.jpg": "kit_harington",
-    "lin-manuel-miranda.png": "lin_manuel_miranda",
-    "obama-1080p.jpg": "obama",
-    "obama-240p.jpg": "obama",
-    "obama1.jpg": "obama",
-    "obama3.jpg": "obama",
+# who is in each test/ photo, left to right (None: a stranger no photo names); train/<name>/ is one person
+TEST_FACES: dict[str, list[str | None]] = {
+    "alex_lacamoire1.jpg": ["alex_lacamoire"],
+    "johnsnow_test1.jpg": ["kit_harington"],
+    "kit_with_rose.jpg": ["rose_leslie", "kit_harington"],
+    "lin-manuel-miranda.png": ["lin_manuel_miranda"],
+    "obama-1080p.jpg": ["obama"],
+    "obama-240p.jpg": ["obama"],
+    "obama1.jpg": ["obama"],
+    "obama3.jpg": ["obama"],
+    "obama_and_biden.jpg": ["biden", "obama", None],
+    "two_people.jpg": ["obama", "biden"],
 }
+NEVER_ENROLLED = {"lin_manuel_miranda"}  # no train/ folder
+TEST_PEOPLE = {name: faces[0] for name, faces in TEST_FACES.items() if len(faces) == 1 and faces[0]}
+
+
+def enrolled_faces() -> dict[str, list[str | None]]:
+    """TEST_FACES with the people train/ does not enroll as None: what a gallery of train/ can name."""
+    return {
+        name: [p if p not in NEVER_ENROLLED else None for p in faces] for name, faces in TEST_FACES.items()
+    }
 
 
 def lay_out(source: Path, out: Path) -> int:

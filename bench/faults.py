@@ -17,7 +17,7 @@ Columns (counted by an observer client with a persistent session, and at the fak
   results     distinct (event_id, seq) with a recognition result
   alerts      photos Telegram received
   duplicates  photos beyond one per alerted snapshot (the note also counts result messages repeated for
-              a republished snapshot: the same result again, no alert)
+              a republished snapshot: the same result again, and its alert under the same key)
   lost        snapshots without a result + snapshots with a result but no photo
 """
 

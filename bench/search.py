@@ -28,6 +28,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from faces_dev_people import TEST_FACES  # beside this script
+
 from recognizer_node.archive import Archive, ArchivedFace, SnapshotRecord
 from recognizer_node.directory_search import DirectoryIndex, image_files
 from recognizer_node.embeddings import unit
@@ -37,19 +39,6 @@ from recognizer_node.visitors import assign
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATASET = ROOT.parent / "shared" / "datasets" / "faces-dev"
-# faces-dev: who is in each test photo, left to right (None: never enrolled); train/<label>/ is one person
-TEST_TRUTH: dict[str, list[str | None]] = {
-    "alex_lacamoire1.jpg": ["alex_lacamoire"],
-    "johnsnow_test1.jpg": ["kit_harington"],
-    "kit_with_rose.jpg": ["rose_leslie", "kit_harington"],
-    "lin-manuel-miranda.png": ["lin_manuel_miranda"],
-    "obama-1080p.jpg": ["obama"],
-    "obama-240p.jpg": ["obama"],
-    "obama1.jpg": ["obama"],
-    "obama3.jpg": ["obama"],
-    "obama_and_biden.jpg": ["biden", "obama", None],
-    "two_people.jpg": ["obama", "biden"],
-}
 
 
 def rss_mb() -> float:
@@ -163,8 +152,8 @@ def dataset_faces(rec: Recognizer, dataset: Path) -> tuple[np.ndarray, list[str]
     for path in image_files(dataset):
         if path.parent.parent.name == "train":
             truth: list[str | None] = [path.parent.name]
-        elif path.name in TEST_TRUTH:
-            truth = TEST_TRUTH[path.name]
+        elif path.name in TEST_FACES:
+            truth = TEST_FACES[path.name]
         else:
             continue
         data = path.read_bytes()

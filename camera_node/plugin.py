@@ -29,10 +29,8 @@ def up_env(settings: CameraSettings, demo_dir: Path | None, env: dict[str, str])
 
 
 PLUGIN = NodePlugin(
-    section="camera",
     settings=CameraSettings,
     role=Role.CAMERA,
-    program="camera_node",
     stage=0,
     node_name=node_name,
     up_env=up_env,

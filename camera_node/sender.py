@@ -6,7 +6,10 @@ its `(event_id, seq)` arrives. The broker's PUBACK only paces the publishing: a 
 saved its queue, a broker queue over its limit, or a recognizer replica that died holding messages all
 lose PUBACKed snapshots silently, and one rule covers the three: a snapshot whose result has not come
 within `confirm_timeout_s` is published again (the recognizer answers a repeat with the result it
-already gave, without a second alert or archive record). At most `max_in_flight` snapshots are
+already gave, and its alert under the same key, without a second archive record). The recognizer
+answers even a snapshot it cannot process, so one published `max_attempts` times without a result, while
+results for other snapshots came, is reported (`unconfirmed`) and dropped rather than kept forever
+(a recognizer that is away costs no attempt). At most `max_in_flight` snapshots are
 unconfirmed at a time, published in spool order, so a long backlog reaches the recognizer at the pace it
 answers instead of flooding the broker's queue. The spool survives restarts: what was unconfirmed is
 published again by the next run.
@@ -77,19 +80,24 @@ class SnapshotSender:
         retry_s: float = 1.0,
         confirm_timeout_s: float = 30.0,
         max_in_flight: int = 20,
+        max_attempts: int = 5,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.bus, self.topic, self.spool, self.result_topic = bus, topic, spool, result_topic
         self.jpeg_quality, self.timeout_s, self.retry_s = jpeg_quality, timeout_s, retry_s
         self.confirm_timeout_s, self.max_in_flight, self._clock = confirm_timeout_s, max_in_flight, clock
+        self.max_attempts = max_attempts
         self.published = 0  # counters, for logs and tests: PUBACKed publishes, repeats included
         self.republished = 0  # published again: no result within confirm_timeout_s
         self.spooled = 0  # could not go out at once (broker away, or the window full)
         self.confirmed = 0  # results seen
+        self.given_up = 0  # missed max_attempts times: reported and dropped
         self._queue: queue.Queue[Snapshot | None] = queue.Queue()  # None: wake up (a result, or stop)
         self._lock = threading.Lock()
         self._keys: dict[Key, str] = {}  # unconfirmed snapshots: key -> spool id
         self._sent_at: dict[str, float] = {}  # spool id -> when this run last published it
+        self._misses: dict[str, int] = {}  # spool id -> timeouts while the recognizer answered others
+        self._answered_at = float("-inf")  # when the last result came
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._was_failing = False
@@ -134,6 +142,8 @@ class SnapshotSender:
             if item_id is None:
                 return
             self._sent_at.pop(item_id, None)
+            self._misses.pop(item_id, None)
+            self._answered_at = self._clock()
         self.spool.remove(item_id)
         self.confirmed += 1
         self._queue.put(None)  # room in the window: publish the next one now
@@ -237,8 +247,16 @@ class SnapshotSender:
             item_id, repeat = self._next()
             if item_id is None:
                 return
+            if repeat and self._missed(item_id):
+                self._give_up(item_id)
+                continue
             item = self.spool.get(item_id)
-            if item is None or (key := key_of(item)) is None:
+            if item is None:  # confirmed meanwhile, dropped for room, or quarantined (the spool logs that)
+                self._forget(item_id)
+                continue
+            if (key := key_of(item)) is None:
+                log.error("spooled snapshot %s has no usable metadata; dropping it", item_id)
+                self.spool.remove(item_id)
                 self._forget(item_id)
                 continue
             if not self._publish(item, key):
@@ -260,6 +278,11 @@ class SnapshotSender:
             live = set(ids)
             self._sent_at = {i: t for i, t in self._sent_at.items() if i in live}  # the spool drops
             self._keys = {k: i for k, i in self._keys.items() if i in live}  # its oldest when full
+            self._misses = {i: n for i, n in self._misses.items() if i in live}
+            # Only what is still unconfirmed: a record whose result just came is forgotten here before
+            # its files go, and must not pass for a new snapshot in between.
+            unconfirmed = set(self._keys.values())
+            ids = [i for i in ids if i in unconfirmed]
             due = self.confirm_timeout_s
             overdue = next((i for i in ids if i in self._sent_at and now - self._sent_at[i] >= due), None)
             if overdue is not None:
@@ -268,11 +291,37 @@ class SnapshotSender:
                 return None, False
             return next((i for i in ids if i not in self._sent_at), None), False
 
-    def _forget(self, item_id: str) -> None:
-        log.error("spooled snapshot %s is unreadable or has no metadata; dropping it", item_id)
+    def _missed(self, item_id: str) -> bool:
+        """Count a timeout of `item_id` as a miss when results for other snapshots came meanwhile (the
+        recognizer is there, and answers even what it cannot process, so this one went astray); True once
+        it has missed `max_attempts` times. A recognizer that is away answers nothing: waiting for it
+        costs no attempt, so a long outage loses no snapshot."""
+        with self._lock:
+            if self._answered_at < self._sent_at.get(item_id, float("inf")):
+                return False
+            self._misses[item_id] = self._misses.get(item_id, 0) + 1
+            return self._misses[item_id] >= self.max_attempts
+
+    def _give_up(self, item_id: str) -> None:
+        """Published `max_attempts` times without a result while the recognizer answered others:
+        another try will not help; reported, not kept forever."""
+        with self._lock:
+            key = next((k for k, i in self._keys.items() if i == item_id), None)
+        name = f"{key[0]} #{key[1]}" if key else item_id
+        detail = (
+            f"snapshot {name}: no recognition result after {self.max_attempts} attempt(s), "
+            f"{self.confirm_timeout_s:g}s apart, while other snapshots were answered; dropped"
+        )
+        log.error("%s", detail)
+        self.bus.report_error("unconfirmed", detail, self.topic)
+        self.given_up += 1
         self.spool.remove(item_id)
+        self._forget(item_id)
+
+    def _forget(self, item_id: str) -> None:
         with self._lock:
             self._sent_at.pop(item_id, None)
+            self._misses.pop(item_id, None)
             self._keys = {k: i for k, i in self._keys.items() if i != item_id}
 
     def _publish(self, item: SpoolItem, key: Key) -> bool:
@@ -304,4 +353,5 @@ class SnapshotSender:
         with self._lock:
             self._keys.pop(key, None)
             self._sent_at.pop(item_id, None)
+            self._misses.pop(item_id, None)
         self.spool.remove(item_id)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import re
 import threading
 import time
 from collections import deque
@@ -27,6 +26,7 @@ from camera_node.settings import CameraSettings, TriggerMode
 from camera_node.sources import Frame, FrameSource, make_source
 from homesec.bus import Bus, Message
 from homesec.contract import (
+    FILE_SAFE_ID_RE,
     CameraEnabled,
     CaptureCommand,
     EnableCommand,
@@ -40,7 +40,6 @@ from homesec.spool import DiskSpool
 
 log = logging.getLogger(__name__)
 
-SAFE_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")  # a request id reused as event id (it may name files)
 BOX_MAX_AGE_S = 2.0  # a motion box older than this no longer describes the snapshot
 
 
@@ -88,6 +87,7 @@ class CameraService:
             timeout_s=s.publish_timeout_s,
             confirm_timeout_s=s.confirm_timeout_s,
             max_in_flight=s.max_in_flight,
+            max_attempts=s.max_attempts,
         )
         self.pir: Any = None
         self._pin_factory = pin_factory
@@ -210,7 +210,7 @@ class CameraService:
                     if self.detector is not None:
                         self.detector.reset()
             elif self.enabled:
-                event_id = cmd.request_id if SAFE_ID.match(cmd.request_id) else new_id()
+                event_id = cmd.request_id if FILE_SAFE_ID_RE.match(cmd.request_id) else new_id()
                 count = cmd.burst or self.settings.burst.count
                 self._publish_motion(event_id, "start", "manual", None)
                 self._bursts.append(Burst(event_id, "manual", count, now, manual=True))

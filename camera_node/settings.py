@@ -151,6 +151,14 @@ class CameraSettings(Section):
         description="Snapshots published and not yet answered by the recognizer at any time; the rest "
         "wait in the spool, in order.",
     )
+    max_attempts: int = Field(
+        5,
+        ge=1,
+        le=1000,
+        description="Publish a snapshot at most this often without seeing its result while the "
+        "recognizer answers others (an absent recognizer costs no attempt); then drop it from the spool "
+        "and report it as `unconfirmed` on the camera's error topic.",
+    )
     replay: ReplaySettings = Field(default_factory=ReplaySettings)
     pir: PirSettings = Field(default_factory=PirSettings)
     motion: MotionSettings = Field(default_factory=MotionSettings)

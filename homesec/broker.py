@@ -117,7 +117,8 @@ def _notifier_rules(t: Topics, instance: str) -> list[Rule]:
         t.gallery_cmd.rsplit("/", 1)[0] + "/#",
         t.camera_cmd_capture("+"),
     ]
-    reads = [t.all_alerts, t.all_available, t.camera_enabled("+"), t.gallery, t.armed]
+    # Results (no photo) tell it when a later frame of a visit named the stranger it alerted of.
+    reads = [t.all_alerts, t.all_results, t.all_available, t.camera_enabled("+"), t.gallery, t.armed]
     return [
         *[(True, "publish", topic) for topic in [t.armed, t.delivered, t.available(node), t.error(node)]],
         *[(True, "publish", topic) for topic in commands],

@@ -102,7 +102,13 @@ def _print_train(path: str, result: TrainResult, as_json: bool) -> None:
     elif result.ok:
         print(f"{path}: enrolled as {result.label!r} (enrollment {result.enrollment_id})")
     else:
-        hint = " (--force)" if result.looks_like else ""
+        hint = (
+            " (--force)"
+            if result.looks_like
+            else " (--largest)"
+            if "ask for the largest" in (result.reason or "")
+            else ""
+        )
         print(f"{path}: refused: {result.reason}{hint}")
 
 

@@ -53,6 +53,8 @@ LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,63}$")
 # `Field(pattern=...)` in the settings sections.
 ID_PATTERN = r"^[a-z0-9][a-z0-9_\-]{0,31}$"
 ID_RE = re.compile(ID_PATTERN)
+# Event and request ids also name files (archive, spool): these are safe as they are.
+FILE_SAFE_ID_RE = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 
 # What a camera can be configured to wait for, and what a snapshot or motion event says started it.
 TriggerMode = Literal["pir", "motion", "pir+motion", "manual"]
@@ -478,6 +480,9 @@ class RecognitionResult(Payload):
     model: str
     node: str
     visit: VisitState | None = None
+    # Set when the snapshot could not be processed (not an image, too large to decode, bad metadata): why.
+    # The result still answers it, so the camera stops publishing it again; verdict `no_face`, no faces.
+    error: str | None = None
 
 
 class Alert(Payload):

@@ -27,13 +27,9 @@ SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 @dataclass(frozen=True)
 class NodePlugin(Generic[S]):
-    section: str
-    """The config section (`[camera]`) and the prefix of its environment overrides."""
     settings: type[S]
     role: Role
     """The MQTT user the node connects as."""
-    program: str
-    """The module `homesec up` runs as `python -m <program>`."""
     stage: int
     """Place in the pipeline: 0 for a source of events, higher for the nodes that consume them.
     `homesec up` starts the highest first, so no node publishes before its consumer has subscribed;
@@ -55,6 +51,17 @@ class NodePlugin(Generic[S]):
     persistent_session: bool = True
     """Whether the broker keeps the node's session (subscriptions, queued messages) while it is away.
     Off for a node whose share of a shared subscription must go to the live members instead."""
+    section: str = ""
+    """The config section (`[camera]`) and the prefix of its environment overrides; default: the role."""
+    program: str = ""
+    """The module `homesec up` runs as `python -m <program>`; default: `<section>_node`."""
+
+    def __post_init__(self) -> None:
+        # frozen: the defaults that follow from other fields are set the way dataclasses set fields
+        if not self.section:
+            object.__setattr__(self, "section", str(self.role))
+        if not self.program:
+            object.__setattr__(self, "program", f"{self.section}_node")
 
 
 class PluginError(RuntimeError):

@@ -5,14 +5,11 @@ from __future__ import annotations
 import queue
 import threading
 from types import TracebackType
-from typing import TypeVar
 
 from homesec.bus import ClientFactory, Message, MqttBus, paho_client
 from homesec.config import Config, mqtt_for_role
-from homesec.contract import Availability, Payload, Role, new_id
+from homesec.contract import Availability, Role, new_id
 from homesec.requests import NoAnswer, Requester
-
-R = TypeVar("R", bound=Payload)
 
 __all__ = ["NoAnswer", "RemoteClient"]
 
@@ -39,6 +36,7 @@ class RemoteClient:
         )
         self.topics = self.bus.topics
         self.requester = Requester(self.bus, self.topics.reply(str(role), self.client_id))
+        self.request = self.requester.request  # answers come back on our own reply topic
         self._connect_timeout = connect_timeout
         self._settings = settings
 
@@ -54,20 +52,6 @@ class RemoteClient:
 
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
         self.bus.stop()
-
-    def request(
-        self,
-        topic: str,
-        payload: Payload | bytes,
-        answer: type[R],
-        request_id: str,
-        timeout: float = 30.0,
-        user_properties: dict[str, str] | None = None,
-    ) -> R:
-        """Publish and wait for the answer carrying `request_id` (on our reply topic)."""
-        return self.requester.request(
-            topic, payload, answer, request_id=request_id, timeout=timeout, user_properties=user_properties
-        )
 
     def wait_online(self, node: str, timeout: float = 60.0) -> None:
         """Block until `node` (e.g. "recognizer/main") says it is online (retained availability)."""

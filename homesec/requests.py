@@ -140,12 +140,11 @@ class Requester:
         topic: str,
         payload: Payload | bytes,
         answer_model: type[Answer],
-        *,
         request_id: str,
         timeout: float = 30.0,
         user_properties: dict[str, str] | None = None,
     ) -> Answer:
-        """Publish and wait for the answer; NoAnswer after `timeout` seconds."""
+        """Publish and wait for the answer carrying `request_id`; NoAnswer after `timeout` seconds."""
         slot = _Slot()
         self._send(topic, payload, request_id, _Pending(slot.deliver), user_properties)
         if not slot.done.wait(timeout):

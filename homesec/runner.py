@@ -33,6 +33,14 @@ class Service(Protocol):
 S = TypeVar("S", bound=Section)
 
 
+def wait_for_stop(stop: threading.Event, slice_s: float = 0.5) -> None:
+    """Block until `stop` is set, in slices: a SIGTERM or Ctrl-C that the kernel hands to another
+    thread (paho's, onnxruntime's) only runs its Python handler once the main thread runs Python
+    again, which an untimed wait never does."""
+    while not stop.wait(slice_s):
+        pass
+
+
 def node_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog)
     parser.add_argument(
@@ -99,7 +107,7 @@ def run_node(
             signal.signal(sig, lambda *_: stop.set())
     bus.start()
     log.info("%s started; broker %s:%s", node, mqtt.host, mqtt.port)
-    stop.wait()
+    wait_for_stop(stop)
     log.info("%s stopping", node)
     try:
         service.stop()

@@ -46,6 +46,15 @@ def face_to_enroll(alert: Alert) -> FaceRef | None:
     return FaceRef(alert.event_id, alert.seq, index)
 
 
+def named_faces(alert: Alert) -> dict[str, str]:
+    """The archived face of each name the alert gave (encoded), for `/not <name>` as a reply to it."""
+    return {
+        f.label: FaceRef(alert.event_id, alert.seq, i).encode()
+        for i, f in enumerate(alert.faces)
+        if f.label is not None
+    }
+
+
 def enroll_answer(result: GalleryResult, label: str) -> str:
     if result.ok:
         return f"✅ Enrolled {label} (enrollment #{result.enrollment_id}, from the alert's clean photo)."

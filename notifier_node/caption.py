@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, tzinfo
 
-from homesec.contract import Alert, Face, Verdict
+from homesec.contract import Alert, Face, RecognitionResult, Verdict
 
 from .telegram import CAPTION_LIMIT, clip
 
@@ -53,6 +53,32 @@ def build_caption(alert: Alert, zone: tzinfo | None = None, grouped: int = 1) ->
     lines += [_face_line(f) for f in faces[:10]]
     if len(faces) > 10:
         lines.append(f"• … and {len(faces) - 10} more faces")
-    if grouped > 1:
-        lines.append(f"📷 +{grouped - 1} more photo{'s' if grouped > 2 else ''} of this visit")
+    return with_count(clip("\n".join(lines), CAPTION_LIMIT), grouped)
+
+
+def revised_caption(alert: Alert, zone: tzinfo | None = None) -> str:
+    """The caption of the photo already sent for a visit, once a later frame changed the picture (a new
+    unknown face): the visit's faces now, under the photo first sent."""
+    return clip(
+        f"{build_caption(alert, zone)}\n🔄 Updated after {alert.frames} photos of this visit", CAPTION_LIMIT
+    )
+
+
+def with_count(caption: str, grouped: int) -> str:
+    """`caption` ending with how many more photos were folded into its alert."""
+    if grouped <= 1:
+        return caption
+    more = f"📷 +{grouped - 1} more photo{'s' if grouped > 2 else ''} of this visit"
+    return clip(f"{caption}\n{more}", CAPTION_LIMIT)
+
+
+def correction_caption(first: Alert, result: RecognitionResult, zone: tzinfo | None = None) -> str:
+    """The alert `first` corrected: a later photo of its visit named everyone, so no stranger was there."""
+    named = [f"{f.label} ({f.similarity or 0:.2f})" for f in result.faces if f.label is not None]
+    frames = result.visit.frames if result.visit is not None else result.seq + 1
+    lines = [
+        f"✅ It was {', '.join(named) or 'someone known'} — no stranger",
+        f"at {first.camera}, 🕒 {local_time(first.snapshot_ts, zone)}",
+        f"🔄 Named in a later photo of this visit ({frames} photos); the photo is the first one",
+    ]
     return clip("\n".join(lines), CAPTION_LIMIT)

@@ -22,16 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from homesec.bus import Bus
-from homesec.contract import Alert, Delivered, Verdict, parse
+from homesec.contract import Alert, ContractError, Delivered, Face, RecognitionResult, Verdict, parse
+from homesec.files import write_atomic
 from homesec.spool import DiskSpool, SpoolItem
 
-from .alert_faces import face_to_enroll
-from .caption import build_caption
-from .handled import HandledKeys, alert_key
+from .alert_faces import face_to_enroll, named_faces
+from .caption import build_caption, correction_caption, revised_caption, with_count
+from .handled import HandledKeys, alert_key, revision_key
 from .photo import PhotoError, fit_photo
-from .policy import Grouper, RateLimiter, backoff_delay, visitors_of
+from .policy import VERDICT_RANK, Grouper, RateLimiter, backoff_delay, visitors_of
 from .settings import NotifierSettings
-from .store import AlertStore, alert_stem, write_pair
+from .store import AlertStore, alert_stem, safe_name, write_pair
 from .telegram import BotApi, PermanentError, RateLimited, RetryableError
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,9 @@ ENROLL_PREFIX = "enroll:"
 SENT = "#sent"  # suffix of the handled key of an alert Telegram has taken for a chat
 NOT_PREFIX = "not:"
 CALLBACK_DATA_MAX = 64  # bytes, Telegram's limit
+KEPT = 64  # alerts (and visits) whose messages are remembered for caption edits
+
+VisitKey = tuple[str, str]  # camera, event id
 
 
 def enroll_keyboard(key: str) -> dict[str, Any]:
@@ -49,11 +53,18 @@ def enroll_keyboard(key: str) -> dict[str, Any]:
 def alert_keyboard(alert: Alert, key: str) -> dict[str, Any] | None:
     """Enroll for an unknown face; "Not X" for each face the alert named (it may be a look-alike)."""
     rows = enroll_keyboard(key)["inline_keyboard"] if alert.verdict == Verdict.UNKNOWN else []
-    for index, face in enumerate(alert.faces):
-        data = not_label_data(alert.event_id, alert.seq, index)
+    rows += not_buttons(alert.event_id, alert.seq, alert.faces)
+    return {"inline_keyboard": rows} if rows else None
+
+
+def not_buttons(event_id: str, seq: int, faces: list[Face]) -> list[list[dict[str, str]]]:
+    """A "Not X" button for each face of frame `seq` that was named."""
+    rows = []
+    for index, face in enumerate(faces):
+        data = not_label_data(event_id, seq, index)
         if face.label is not None and len(data.encode()) <= CALLBACK_DATA_MAX:
             rows.append([{"text": f"🙅 Not {face.label}", "callback_data": data}])
-    return {"inline_keyboard": rows} if rows else None
+    return rows
 
 
 def not_label_data(event_id: str, seq: int, face: int) -> str:
@@ -61,11 +72,24 @@ def not_label_data(event_id: str, seq: int, face: int) -> str:
     return f"{NOT_PREFIX}{seq}:{face}:{event_id}"
 
 
+@dataclass(frozen=True)
+class _Revision:
+    """A later picture of a visit already alerted, as the caption of the photo sent for it shows it."""
+
+    camera: str
+    event_id: str
+    revision: int
+    verdict: Verdict
+    caption: str
+    markup: dict[str, Any] | None
+
+
 @dataclass
 class _Sent:
-    alert: Alert
-    key: str
+    alert: Alert  # the alert the photo was sent for
+    key: str  # its photo's key in the AlertStore (in the outbox: its file stem)
     messages: list[tuple[int, int]] = field(default_factory=list)  # (chat, message_id)
+    revised: _Revision | None = None  # the latest revision its caption shows
 
 
 class Deliverer:
@@ -95,8 +119,10 @@ class Deliverer:
         self.spool = DiskSpool(
             data_dir / "spool" / "notifier", settings.spool.max_items, settings.spool.max_bytes
         )
-        self._sent: OrderedDict[str, _Sent] = OrderedDict()
-        self._edits: dict[str, int] = {}
+        self._sent: OrderedDict[str, _Sent] = OrderedDict()  # by group
+        self._visits: OrderedDict[VisitKey, str] = OrderedDict()  # the group each alerted visit is in
+        self._edits: dict[str, int] = {}  # group -> photos counted into it
+        self._revisions: dict[VisitKey, _Revision] = {}  # the latest revision waiting to be shown
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -138,7 +164,9 @@ class Deliverer:
         unknown = visitors_of(alert)  # the alert photo names its visitor only when it shows just one
         visitor = next(iter(unknown)) if len(unknown) == 1 else None
         face = face_to_enroll(alert)  # enrolling from the alert uses the archived, unboxed face
-        key = self.alerts.add(jpeg, visitor=visitor, face=None if face is None else face.encode())
+        ref = None if face is None else face.encode()
+        key = self.alerts.add(jpeg, visitor=visitor, face=ref, named=named_faces(alert))
+        self._track(alert, key, group)
         for chat in chats:
             meta = {
                 "chat": chat,
@@ -154,10 +182,84 @@ class Deliverer:
     def follow_up(self, group: str, count: int) -> None:
         """Another photo folded into `group`: refresh the '+N more photos' line of what was sent."""
         with self._lock:
-            if group not in self._sent:
+            if group not in self._sent or not self._sent[group].messages:
                 return  # not sent yet: the caption will carry the count when it is
             self._edits[group] = count
         self._wake.set()
+
+    def revise(self, alert: Alert) -> bool:
+        """A later revision of a visit already alerted (a new unknown face): shown by editing the caption
+        of the photo sent (in the outbox: a file beside it). False when nobody was alerted of this visit,
+        or when the revision deserves a photo of its own (a face after a no-face alert)."""
+        shown = self._shown(alert.camera, alert.event_id)
+        if shown is None or VERDICT_RANK[alert.verdict] > VERDICT_RANK[shown.alert.verdict]:
+            return False
+        caption, markup = revised_caption(alert, self.zone), alert_keyboard(alert, shown.key)
+        self._show(_Revision(alert.camera, alert.event_id, alert.revision, alert.verdict, caption, markup))
+        return True
+
+    def correct(self, result: RecognitionResult) -> None:
+        """A later frame of a visit alerted as a stranger named everyone: the alert says who it was."""
+        shown, visit = self._shown(result.camera, result.event_id), result.visit
+        if shown is None or visit is None or visit.revision is None:
+            return  # nobody was told of this visit: nothing to take back
+        caption = correction_caption(shown.alert, result, self.zone)
+        markup = {"inline_keyboard": not_buttons(result.event_id, result.seq, result.faces)}
+        self._show(_Revision(result.camera, result.event_id, visit.revision, visit.verdict, caption, markup))
+
+    def _track(self, alert: Alert, key: str, group: str) -> None:
+        """Remember which group (so which messages) shows this visit, for its later revisions."""
+        with self._lock:
+            self._sent.setdefault(group, _Sent(alert, key))
+            self._visits[(alert.camera, alert.event_id)] = group
+            for kept in (self._sent, self._visits):
+                while len(kept) > KEPT:
+                    kept.popitem(last=False)
+
+    def _shown(self, camera: str, event_id: str) -> _Sent | None:
+        """What was sent for this visit: its group's first alert, or the outbox file written for it."""
+        if not self.telegram:
+            return self._in_outbox(camera, event_id)
+        with self._lock:
+            group = self._visits.get((camera, event_id))
+            return None if group is None else self._sent.get(group)
+
+    def _in_outbox(self, camera: str, event_id: str) -> _Sent | None:
+        for path in sorted(self.outbox.glob(f"*_{safe_name(camera)}_{safe_name(event_id)}.json")):
+            try:
+                alert = parse(Alert, json.dumps(json.loads(path.read_bytes())["alert"]))
+            except (OSError, ValueError, KeyError, TypeError, ContractError):
+                continue
+            if (alert.camera, alert.event_id) == (camera, event_id):
+                return _Sent(alert, path.name.removesuffix(".json"))
+        return None
+
+    def _show(self, revision: _Revision) -> None:
+        """Queue the caption edit (Telegram), or write the revision beside the alert (outbox)."""
+        visit = (revision.camera, revision.event_id)
+        if self.telegram:
+            with self._lock:
+                waiting = self._revisions.get(visit)
+                if waiting is None or waiting.revision < revision.revision:
+                    self._revisions[visit] = revision
+            self._wake.set()
+            return
+        done = revision_key(revision.camera, revision.event_id, revision.revision, "outbox")
+        shown = self._in_outbox(*visit)
+        if done in self.handled or shown is None:
+            return
+        meta = {
+            "camera": revision.camera,
+            "event_id": revision.event_id,
+            "revision": revision.revision,
+            "verdict": revision.verdict.value,
+            "caption": revision.caption,
+            "revises": f"{shown.key}.json",
+        }
+        path = self.outbox / f"{shown.key}.r{revision.revision}.json"
+        write_atomic(path, json.dumps(meta, indent=2).encode())
+        self.handled.add(done)
+        log.info("visit %s/%s revision %d written to %s", *visit, revision.revision, path)
 
     # -- sending
     def _send(self, api: BotApi, chat: int, alert: Alert, jpeg: bytes, group: str, key: str) -> None:
@@ -290,13 +392,46 @@ class Deliverer:
     def _apply_edits(self, api: BotApi) -> None:
         with self._lock:
             edits, self._edits = self._edits, {}
+            revisions, self._revisions = self._revisions, {}
             jobs = [(self._sent[g], n) for g, n in edits.items() if g in self._sent]
+            groups = {v: g for v in revisions if (g := self._visits.get(v)) in self._sent and g is not None}
+            shows = [(self._sent[groups[v]], r) for v, r in revisions.items() if v in groups]
+        for sent, revision in shows:
+            self._edit_revision(api, sent, revision)
         for sent, count in jobs:  # best effort: the alert itself went out already
-            caption = build_caption(sent.alert, self.zone, count)
-            markup = alert_keyboard(sent.alert, sent.key)
+            if sent.revised is not None:
+                caption, markup = with_count(sent.revised.caption, count), sent.revised.markup
+            else:
+                caption, markup = (
+                    build_caption(sent.alert, self.zone, count),
+                    alert_keyboard(sent.alert, sent.key),
+                )
             for chat, message_id in sent.messages:
                 try:
                     self.limiter.wait_turn(chat, self._stop)
                     api.edit_caption(chat, message_id, caption, markup)
                 except (RetryableError, PermanentError) as exc:
                     log.info("could not update the caption of alert message %s: %s", message_id, exc)
+
+    def _edit_revision(self, api: BotApi, sent: _Sent, revision: _Revision) -> None:
+        """Edit each message that shows the visit, once per revision and chat (the handled keys say which
+        were edited, across redeliveries); an edit Telegram could not take now is tried again later."""
+        if sent.revised is None or sent.revised.revision < revision.revision:
+            sent.revised = revision
+        for chat, message_id in sent.messages:
+            done = revision_key(revision.camera, revision.event_id, revision.revision, chat)
+            if done in self.handled:
+                continue
+            try:
+                self.limiter.wait_turn(chat, self._stop)
+                api.edit_caption(chat, message_id, revision.caption, revision.markup)
+            except RetryableError as exc:
+                if isinstance(exc, RateLimited):
+                    self.limiter.push_back(chat, exc.retry_after)
+                log.info("caption of alert message %s not updated yet: %s", message_id, exc)
+                with self._lock:
+                    self._revisions.setdefault((revision.camera, revision.event_id), revision)
+                continue
+            except PermanentError as exc:  # the message was deleted, or already says this
+                log.info("could not update the caption of alert message %s: %s", message_id, exc)
+            self._remember(done)

@@ -3,7 +3,8 @@
 The broker redelivers an alert whose acknowledgement it never saw, and two recognizer replicas can both
 answer one snapshot: both copies carry the same `(camera, event_id, seq)`. A key is recorded once its
 alert is safe (spooled, written to the outbox, or deliberately not sent), before the bus acknowledges it,
-and a copy whose key is recorded is dropped.
+and a copy whose key is recorded is dropped. A visit's later revision (a correction read from the
+results, a new unknown face) has keys of its own, and so has each caption edit that shows it.
 
 On disk: one JSON line `[epoch_seconds, key]` per key, appended and synced, so a crash loses nothing
 that was acknowledged. The file is rewritten without the entries older than `max_age_s`, or beyond the
@@ -30,8 +31,16 @@ DAY = 24 * 3600.0
 
 
 def alert_key(alert: Alert, chat: int | str | None = None) -> str:
-    """The identity of an alert (and, with `chat`, of its delivery to one chat)."""
+    """The identity of an alert (and, with `chat`, of its delivery to one chat). A later revision of a
+    visit's alert may show the same frame: it is another alert."""
     base = f"{alert.camera}/{alert.event_id}/{alert.seq}"
+    base += f"#r{alert.revision}" if alert.revision else ""
+    return base if chat is None else f"{base}@{chat}"
+
+
+def revision_key(camera: str, event_id: str, revision: int, chat: int | str | None = None) -> str:
+    """The identity of a visit's revision (and, with `chat`, of the caption edit that showed it there)."""
+    base = f"visit:{camera}/{event_id}#r{revision}"
     return base if chat is None else f"{base}@{chat}"
 
 

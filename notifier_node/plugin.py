@@ -25,10 +25,8 @@ def up_note(settings: NotifierSettings, data_dir: Path) -> str:
 
 
 PLUGIN = NodePlugin(
-    section="notifier",
     settings=NotifierSettings,
     role=Role.NOTIFIER,
-    program="notifier_node",
     stage=2,
     node_name=node_name,
     secrets={"token": "HOMESEC_TELEGRAM_TOKEN"},

@@ -208,7 +208,10 @@ class RecognizerCommands:
         except (ContractError, ValueError) as exc:
             self.replier.say(chat, f"Usage: /not <name>. {exc}", reply_to=mid)
             return
-        if (photo := self._photo(api, msg, NOT_USAGE)) is not None:
+        if (ref := self._alert_face(msg, named=label)) is not None:  # a reply to an alert: its clean face
+            cmd = NotLabel(label=label, event_id=ref.event_id, seq=ref.seq, face=ref.face)
+            self._correct(cmd, chat, mid, f"not {label}")
+        elif (photo := self._photo(api, msg, NOT_USAGE)) is not None:
             cmd = NotLabel(label=label, image_b64=base64.b64encode(photo.jpeg).decode())
             self._correct(cmd, chat, mid, f"not {label}")
 
@@ -279,13 +282,17 @@ class RecognizerCommands:
             self._enroll_face(chat, msg["message_id"], text, ref)
         return True
 
-    def _alert_face(self, msg: ChatMessage) -> FaceRef | None:
-        """The archived face of the alert `msg` replies to (None when it has a photo of its own)."""
+    def _alert_face(self, msg: ChatMessage, named: str | None = None) -> FaceRef | None:
+        """The archived face of the alert `msg` replies to (None when it has a photo of its own): the
+        face it gave the name `named`, else the face enrolling from it means."""
         reply = msg.get("reply_to_message") or {}
         if msg.get("photo") or not reply:
             return None
         key = self.alerts.key_for(msg["chat"]["id"], reply.get("message_id", -1))
-        return None if key is None else decode_ref(self.alerts.face(key))
+        if key is None:
+            return None
+        given = self.alerts.named_face(key, named) if named is not None else None
+        return decode_ref(given or self.alerts.face(key))
 
     # -- requests
     def _train(self, chat: int, mid: int, name: str, jpeg: bytes, *, largest: bool) -> None:

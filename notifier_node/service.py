@@ -23,6 +23,7 @@ from homesec.contract import (
     ArmedState,
     Availability,
     GallerySummary,
+    RecognitionResult,
     Verdict,
     new_id,
     parse,
@@ -32,7 +33,7 @@ from homesec.requests import Requester
 
 from .bot import Bot
 from .delivery import Deliverer
-from .handled import HandledKeys, alert_key
+from .handled import HandledKeys, alert_key, revision_key
 from .photo import check_jpeg
 from .policy import Admission, Grouper, RateLimiter, Strangers, visitors_of
 from .recognizer_commands import RecognizerCommands
@@ -90,6 +91,7 @@ class NotifierService:
             self._add_bot(self.api_factory, data_dir)
         t = bus.topics
         bus.subscribe(t.all_alerts, self.on_alert)
+        bus.subscribe(t.all_results, self.on_result)
         bus.subscribe(t.armed_cmd, self.on_arm_command)
         bus.subscribe(t.all_available, self.on_available)
         bus.subscribe(t.gallery, self.on_gallery)
@@ -192,6 +194,9 @@ class NotifierService:
         if alert.requested:  # a /snapshot or `homesec capture`: the asker wants the photo, whatever it shows
             self.deliverer.deliver(alert, msg.payload, msg.topic, new_id())
             return
+        if alert.revision and self.deliverer.revise(alert):  # a visit already alerted: edit, not resend
+            log.info("alert %s/%s revision %d: caption updated", alert.camera, alert.event_id, alert.revision)
+            return
         if alert.verdict == Verdict.KNOWN:
             log.debug("alert %s is for a known face: not sent", alert.event_id)
             return
@@ -222,6 +227,22 @@ class NotifierService:
         if earlier is not None:
             return earlier
         return self.grouper.admit(alert.camera, alert.event_id, alert.verdict, visitors_of(alert))
+
+    def on_result(self, msg: Message) -> None:
+        """A frame's result matters here only when it corrects a visit: a later frame named everyone
+        (the recognizer sends no alert for that, only the visit's new revision in its results)."""
+        result = parse(RecognitionResult, msg.payload)
+        visit = result.visit
+        if visit is None or not visit.decided or not visit.revision or visit.verdict != Verdict.KNOWN:
+            return
+        key = revision_key(result.camera, result.event_id, visit.revision)
+        if key in self.handled:
+            return
+        try:
+            self.deliverer.correct(result)
+            self.handled.add(key)
+        except OSError as exc:
+            raise RetryLater(f"correction {key} cannot be kept on disk: {exc}") from exc
 
     def on_arm_command(self, msg: Message) -> None:
         cmd = parse(ArmCommand, msg.payload)

@@ -55,7 +55,7 @@ class NotifierSettings(Section):
     cooldown_s: float = Field(
         60.0,
         ge=0,
-        description="Per camera: later photos within this time (or of the same event) are grouped.",
+        description="Per camera and visitor: later photos of the same visitor (or of the same event) within this time are grouped; a different stranger is news.",
     )
     timezone: str | None = Field(
         None, description="IANA zone for captions, e.g. Europe/Paris; default: local."

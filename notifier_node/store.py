@@ -92,6 +92,7 @@ class AlertStore:
         self._messages: dict[str, str] = {}
         self._visitors: dict[str, str] = {}  # photo key -> the one unknown visitor it shows
         self._faces: dict[str, str] = {}  # photo key -> the archived face enrolling from it means
+        self._named: dict[str, dict[str, str]] = {}  # photo key -> name given -> the archived face named so
         self._load()
 
     def _load(self) -> None:
@@ -101,8 +102,9 @@ class AlertStore:
             self._messages = {m: k for m, k in data.get("messages", {}).items() if k in self._order}
             self._visitors = {k: v for k, v in data.get("visitors", {}).items() if k in self._order}
             self._faces = {k: v for k, v in data.get("faces", {}).items() if k in self._order}
-        except (OSError, ValueError, AttributeError):
-            self._order, self._messages, self._visitors, self._faces = [], {}, {}, {}
+            self._named = {k: dict(v) for k, v in data.get("named", {}).items() if k in self._order}
+        except (OSError, ValueError, AttributeError, TypeError):
+            self._order, self._messages, self._visitors, self._faces, self._named = [], {}, {}, {}, {}
 
     def _save(self) -> None:
         index = {
@@ -110,10 +112,19 @@ class AlertStore:
             "messages": self._messages,
             "visitors": self._visitors,
             "faces": self._faces,
+            "named": self._named,
         }
         write_atomic(self._index_path, json.dumps(index).encode())
 
-    def add(self, jpeg: bytes, visitor: str | None = None, face: str | None = None) -> str:
+    def add(
+        self,
+        jpeg: bytes,
+        visitor: str | None = None,
+        face: str | None = None,
+        named: dict[str, str] | None = None,
+    ) -> str:
+        """`face`: the archived face enrolling from this photo means; `named`: the archived face of each
+        name the alert gave (as `alert_faces.FaceRef.encode` writes them)."""
         key = new_id()[:16]
         with self._lock:
             write_atomic(self.directory / f"{key}.jpg", jpeg)
@@ -122,12 +133,15 @@ class AlertStore:
                 self._visitors[key] = visitor
             if face:
                 self._faces[key] = face
+            if named:
+                self._named[key] = {name.lower(): ref for name, ref in named.items()}
             while len(self._order) > self.keep:
                 old = self._order.pop(0)
                 (self.directory / f"{old}.jpg").unlink(missing_ok=True)
                 self._messages = {m: k for m, k in self._messages.items() if k != old}
                 self._visitors.pop(old, None)
                 self._faces.pop(old, None)
+                self._named.pop(old, None)
             self._save()
         return key
 
@@ -149,6 +163,11 @@ class AlertStore:
         """The archived face (as `alert_faces.FaceRef.encode` wrote it) enrolling from this photo means."""
         with self._lock:
             return self._faces.get(key)
+
+    def named_face(self, key: str, name: str) -> str | None:
+        """The archived face the alert shown by this photo named `name`, if it named one so."""
+        with self._lock:
+            return self._named.get(key, {}).get(name.lower())
 
     def jpeg(self, key: str) -> bytes | None:
         if not re.fullmatch(r"[0-9a-f]{1,32}", key):

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import sqlite3
 import threading
 import time
@@ -32,7 +31,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from homesec.contract import to_iso
+from homesec.contract import FILE_SAFE_ID_RE, to_iso
 from homesec.files import write_atomic
 from recognizer_node import visitors as vis
 from recognizer_node.db import data_version, open_db, transaction
@@ -76,7 +75,6 @@ CREATE TABLE IF NOT EXISTS faces (
 CREATE INDEX IF NOT EXISTS faces_snapshot ON faces(snapshot);
 CREATE INDEX IF NOT EXISTS faces_visitor ON faces(visitor);
 """
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 
 Box = tuple[int, int, int, int]
 T = TypeVar("T")
@@ -123,7 +121,11 @@ class ArchiveHit:
 
 def file_stem(event_id: str, seq: int) -> str:
     """`<event_id>-<seq>`; an event id unfit for a file name is replaced by its hash."""
-    safe = event_id if _SAFE_NAME.match(event_id) else blake2b(event_id.encode(), digest_size=12).hexdigest()
+    safe = (
+        event_id
+        if FILE_SAFE_ID_RE.match(event_id)
+        else blake2b(event_id.encode(), digest_size=12).hexdigest()
+    )
     return f"{safe}-{seq}"
 
 

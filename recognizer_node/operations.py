@@ -134,24 +134,58 @@ class RecognizerOperations:
         """The result for everyone, and the alert when this snapshot decides its visit (the frames of a
         motion event alert once, recognizer_node/visits.py; `due_alerts` decides those cut short).
 
-        A snapshot answered before (the same camera, event and seq) gets its result again and no alert:
-        the camera publishes a snapshot again when it saw no result in time, and the broker redelivers
-        what was not acknowledged. Remembered here, and beyond that by the archive."""
+        A snapshot answered before (the same camera, event and seq) gets its result again, and its alert
+        again, under the same key, when its first processing decided one: the camera publishes a
+        snapshot again when it saw no result in time, the broker redelivers what was not acknowledged,
+        and either may follow a recognizer killed before its alert went out; the notifier drops a copy it
+        already took care of. After a restart the memory is empty and the archive only knows that the
+        snapshot was answered, not what was decided (decisions are not archived), so the decision is
+        made again from the frame: a capture alerts again under the same key; a visit's frame starts its
+        visit afresh, and its alert names the best of the visit's frames that came again (the notifier
+        drops it when that is the key it handled, and groups it into the visit's message otherwise)."""
         key = snapshot_key(meta)
         if (known := self._answered.get(key)) is not None:
-            log.info("%s/%s #%d answered before: the same result, no alert", *key)
-            return known, None
+            result, alerted = known
+            again = self._alert_again(alerted, meta, jpeg)
+            log.info(
+                "%s/%s #%d answered before: the same result, %s",
+                *key,
+                "its alert again" if again else "no alert",
+            )
+            return result, again
         archived = self._archived(meta)
         result, recognition = self._recognize(meta, jpeg)  # an archived one keeps its visitor ids
-        if archived:
-            self._answered.put(key, result)
-            log.info("%s/%s #%d archived before: its result again, no alert", *key)
-            return result, None
         result, alert = self._visit(meta, result, jpeg, recognition)
-        self._answered.put(key, result)
+        self._answered.put(key, result, None if alert is None else alert.meta)
+        if archived:  # not counted twice
+            log.info("%s/%s #%d archived before: its result again, decided again", *key)
+            return result, alert
         for observer in self._observers:
             observer(meta, result, alert is not None)
         return result, alert
+
+    def _alert_again(self, alert: Alert | None, meta: SnapshotMeta, jpeg: bytes) -> AlertImage | None:
+        """The alert a repeated snapshot decided the first time, its photo drawn again from its frame."""
+        if alert is None:
+            return None
+        frame = jpeg if alert.seq == meta.seq else self.visits.photo(alert.camera, alert.event_id, alert.seq)
+        if frame is None:
+            log.warning(
+                "%s/%s: the photo of its alert (#%d) is forgotten: not sent again",
+                alert.camera,
+                alert.event_id,
+                alert.seq,
+            )
+            return None
+        return AlertImage(alert, self.recognizer.annotate(frame, alert.faces))
+
+    def unprocessable(self, camera: str, event_id: str, seq: int, reason: str) -> RecognitionResult:
+        """The answer to a snapshot that cannot be processed (not an image, too large, bad metadata): it
+        tells the camera the snapshot arrived, so that it stops publishing it again, and says why."""
+        return RecognitionResult(
+            camera=camera, event_id=event_id, seq=seq, verdict=Verdict.NO_FACE, faces=[], timings_ms={},
+            model=self.recognizer.model_name, node=self.node, error=reason,
+        )  # fmt: skip
 
     def _archived(self, meta: SnapshotMeta) -> bool:
         """Whether the archive holds the snapshot: answered by an earlier run."""

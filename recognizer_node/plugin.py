@@ -39,10 +39,8 @@ def status(settings: RecognizerSettings, data_dir: Path) -> dict[str, str]:
 
 
 PLUGIN = NodePlugin(
-    section="recognizer",
     settings=RecognizerSettings,
     role=Role.RECOGNIZER,
-    program="recognizer_node",
     stage=1,
     node_name=node_name,
     add_commands=add_commands,

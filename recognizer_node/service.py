@@ -8,6 +8,7 @@ reason when it cannot be granted.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 from homesec.bus import Bus, Message
 from homesec.contract import (
     JPEG_CONTENT_TYPE,
+    META_PROPERTY,
     ContractError,
     FaceSearch,
     GalleryResult,
@@ -118,11 +120,21 @@ class RecognizerService:
                 log.exception("could not publish a visit's alert")
 
     def on_snapshot(self, msg: Message) -> None:
-        meta = parse_meta(SnapshotMeta, msg.user_properties)
         camera = self.topics.camera_from_topic(msg.topic)
-        if meta.camera != camera:
-            raise ContractError(f"snapshot meta says camera {meta.camera!r} but the topic says {camera!r}")
-        result, alert = self.ops.recognize(meta, msg.payload)
+        try:
+            meta = parse_meta(SnapshotMeta, msg.user_properties)
+            if meta.camera != camera:
+                raise ContractError(
+                    f"snapshot meta says camera {meta.camera!r} but the topic says {camera!r}"
+                )
+            result, alert = self.ops.recognize(meta, msg.payload)
+        except ContractError as exc:  # answered all the same when it can be told apart: see _refused
+            self._refused(camera, msg, str(exc))
+            raise
+        # The alert first: a recognizer killed between the two leaves the snapshot without a result, so
+        # the camera publishes it again and the repeat sends the alert again (recognizer_node/repeats.py).
+        if alert is not None:
+            self._publish_alert(alert)
         self.bus.publish(self.topics.result(camera), result)
         log.info(
             "%s #%d: %s %s in %.0f ms",
@@ -132,8 +144,18 @@ class RecognizerService:
             [f.label or f.rejected or "unknown" for f in result.faces],
             result.timings_ms.get("total", 0.0),
         )
-        if alert is not None:
-            self._publish_alert(alert)
+
+    def _refused(self, camera: str, msg: Message, reason: str) -> None:
+        """Answer a snapshot that cannot be processed with a result saying why, when its event id and seq
+        can be read: without an answer the camera would publish it again and again."""
+        key = _snapshot_key_of(msg)
+        if key is None:
+            log.warning(
+                "snapshot on %s refused and not answered (no event id and seq): %s", msg.topic, reason
+            )
+            return
+        log.warning("%s/%s #%d refused: %s", camera, *key, reason)
+        self.bus.publish(self.topics.result(camera), self.ops.unprocessable(camera, *key, reason))
 
     def _publish_alert(self, alert: AlertImage) -> None:
         self.bus.publish(
@@ -149,6 +171,20 @@ class RecognizerService:
 
     def _publish_summary(self, summary: GallerySummary) -> None:
         self.bus.publish(self.topics.gallery, summary, retain=True)
+
+
+def _snapshot_key_of(msg: Message) -> tuple[str, int] | None:
+    """(event_id, seq) from a snapshot's metadata, however wrong the rest of it is."""
+    try:
+        raw = json.loads(msg.user_properties.get(META_PROPERTY, ""))
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(raw, dict):
+        return None
+    event_id, seq = raw.get("event_id"), raw.get("seq")
+    if not isinstance(event_id, str) or not 0 < len(event_id) <= 128 or type(seq) is not int:
+        return None
+    return event_id, seq
 
 
 def _decode_search(msg: Message) -> FaceSearch:

@@ -81,8 +81,10 @@ class _Visit:
     seqs: set[int] = field(default_factory=set)
     best: Frame | None = None
     best_rank: tuple[int, float] = (-1, -1.0)
+    alerted: Frame | None = None  # the photo of its last alert, to send it again for a repeated frame
     decided: Verdict | None = None
     revision: int = -1
+    strangers: int = 0  # unnamed usable faces when last decided
 
     def verdict(self) -> Verdict:
         usable = [t for t in self.tracks if t.usable]
@@ -129,7 +131,8 @@ class Visits:
 
     def _decision(self, visit: _Visit, meta: SnapshotMeta) -> VisitDecision | None:
         if visit.decided is not None:
-            return self._decide(visit) if visit.verdict() != visit.decided else None
+            news = visit.verdict() != visit.decided or _strangers(visit) > visit.strangers
+            return self._decide(visit) if news else None  # (a new unknown face is news too)
         last = len(visit.seqs) >= visit.burst or meta.seq + 1 >= visit.burst
         return self._decide(visit) if last or not self._doubtful(visit) else None
 
@@ -141,6 +144,13 @@ class Visits:
                 v for v in self._visits.values() if v.decided is None and now - v.started >= self.window_s
             ]
             return [self._decide(v) for v in late if v.best is not None]
+
+    def photo(self, camera: str, event_id: str, seq: int) -> bytes | None:
+        """The JPEG of frame `seq` when the visit still keeps it (its best frame, or its alert's)."""
+        with self._lock:
+            visit = self._visits.get((camera, event_id))
+            frames = () if visit is None else (visit.best, visit.alerted)
+            return next((f.jpeg for f in frames if f is not None and f.meta.seq == seq), None)
 
     def pending(self) -> int:
         with self._lock:
@@ -243,6 +253,9 @@ def _decided(visit: _Visit, verdict: Verdict, alert: bool) -> VisitDecision:
     assert visit.best is not None  # a visit is decided only once it has a frame
     visit.decided = verdict
     visit.revision += 1
+    visit.strangers = _strangers(visit)
+    if alert:
+        visit.alerted = visit.best
     return VisitDecision(
         visit.camera,
         visit.event_id,
@@ -253,6 +266,10 @@ def _decided(visit: _Visit, verdict: Verdict, alert: bool) -> VisitDecision:
         alert,
         visit.revision,
     )
+
+
+def _strangers(visit: _Visit) -> int:
+    return sum(1 for t in visit.tracks if t.usable and t.label is None)
 
 
 def _px(box: Box) -> int:

@@ -5,10 +5,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.mqtt_helpers import Broker
+
+if TYPE_CHECKING:
+    from recognizer_node.operations import RecognizerOperations
+    from recognizer_node.pipeline import Recognizer
 
 DATA = Path(__file__).parent / "data"
 FACES = DATA / "faces"
@@ -41,6 +46,31 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = Path(env) if env else Path(__file__).parent.parent / ".homesec-data" / "models"
     install_models(target)  # verifies hashes; extracts only what is missing
     return target
+
+
+@pytest.fixture(scope="module")
+def rec(models_dir: Path) -> Recognizer:
+    """The real models with the default settings, loaded once per test module."""
+    from recognizer_node.pipeline import Recognizer
+    from recognizer_node.settings import RecognizerSettings
+
+    return Recognizer(RecognizerSettings(models_dir=models_dir), models_dir.parent)
+
+
+def open_ops(data_dir: Path, rec: Recognizer, **archive: object) -> RecognizerOperations:
+    """The recognizer's operations on `rec`'s models, with these `[recognizer.archive]` settings."""
+    from recognizer_node.operations import RecognizerOperations
+    from recognizer_node.settings import ArchiveSettings, RecognizerSettings
+
+    settings = RecognizerSettings(models_dir=rec.models_dir, archive=ArchiveSettings(**archive))
+    return RecognizerOperations.open(settings, data_dir, node="recognizer/main", recognizer=rec)
+
+
+@pytest.fixture
+def ops(tmp_path: Path, rec: Recognizer) -> Iterator[RecognizerOperations]:
+    o = open_ops(tmp_path, rec)
+    yield o
+    o.close()
 
 
 @pytest.fixture(autouse=True)

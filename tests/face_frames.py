@@ -31,18 +31,25 @@ class FramedFace:
     box: Box  # the pasted photo, in frame pixels: the camera's motion box
 
 
-@cache
-def small_face_frame(photo: str = "obama_probe.jpg", face_px: int = 48) -> FramedFace:
-    """`photo` scaled so its face is `face_px` wide, pasted in a dark grey WIDE frame (JPEG, quality 85)."""
+def framed_face(
+    photo: str, face_px: int, size: tuple[int, int], at: tuple[int, int], quality: int
+) -> FramedFace:
+    """`photo` scaled so its face is `face_px` wide, pasted at `at` in a dark grey frame of `size` (JPEG)."""
     src = Image.open(FACES / photo).convert("RGB")
     f = face_px / FACE_WIDTH[photo]
     small = src.resize((round(src.width * f), round(src.height * f)), Image.Resampling.LANCZOS)
-    frame = Image.new("RGB", WIDE, (60, 60, 55))
-    x, y = 5120, 360
+    frame = Image.new("RGB", size, (60, 60, 55))
+    x, y = at
     frame.paste(small, (x, y))
     out = io.BytesIO()
-    frame.save(out, format="JPEG", quality=85)
-    return FramedFace(out.getvalue(), WIDE, (x, y, x + small.width, y + small.height))
+    frame.save(out, format="JPEG", quality=quality)
+    return FramedFace(out.getvalue(), size, (x, y, x + small.width, y + small.height))
+
+
+@cache
+def small_face_frame(photo: str = "obama_probe.jpg", face_px: int = 48) -> FramedFace:
+    """`photo` scaled so its face is `face_px` wide, pasted in a dark grey WIDE frame (JPEG, quality 85)."""
+    return framed_face(photo, face_px, WIDE, (5120, 360), quality=85)
 
 
 def snapshot_image(photo: str, framed: bool) -> tuple[bytes, tuple[int, int], Box | None]:

@@ -72,6 +72,7 @@ class FakeTelegram:
         self.hang_s = HANG_S
         self.hung_chats: set[int] = set()  # every call naming one of these chats hangs
         self.files: dict[str, bytes] = {}
+        self.captions: dict[tuple[int, int], str] = {}  # (chat, message_id) of each photo sent -> its caption
         self._updates: list[dict[str, Any]] = []
         self._next_update = 1
         self._next_message = 1000
@@ -224,15 +225,28 @@ class FakeTelegram:
                         1 <= len(button["callback_data"].encode()) <= 64, "callback_data not 1-64 bytes"
                     )
         chat = self._chat(fields)
-        return self._new_message(chat, photo=[{"file_id": "sent", "width": 64, "height": 48}])
+        msg = self._new_message(chat, photo=[{"file_id": "sent", "width": 64, "height": 48}])
+        with self._cond:
+            self.captions[(chat, msg["message_id"])] = str(fields.get("caption", ""))
+        return msg
 
     def _m_sendMessage(self, fields: dict[str, Any], files: dict[str, bytes]) -> dict[str, Any]:
         self._shape(isinstance(fields.get("text"), str) and 1 <= len(fields["text"]) <= 4096, "bad text")
         return self._new_message(self._chat(fields), text=fields["text"])
 
     def _m_editMessageCaption(self, fields: dict[str, Any], files: dict[str, bytes]) -> dict[str, Any]:
-        self._shape(len(fields.get("caption", "")) <= 1024, "caption longer than 1024")
-        return self._new_message(self._chat(fields), caption=fields.get("caption"))
+        """As Telegram: only a photo this bot sent, and only to a caption that differs."""
+        caption = fields.get("caption", "")
+        self._shape(isinstance(caption, str) and len(caption) <= 1024, "caption longer than 1024")
+        self._shape(isinstance(fields.get("message_id"), int), "message_id must be an integer")
+        key = (self._chat(fields), fields["message_id"])
+        with self._cond:
+            if key not in self.captions:
+                raise _Refuse(400, "Bad Request: message to edit not found")
+            if self.captions[key] == caption:
+                raise _Refuse(400, "Bad Request: message is not modified")
+            self.captions[key] = caption
+        return {"message_id": key[1], "chat": {"id": key[0], "type": "private"}, "caption": caption}
 
     def _m_answerCallbackQuery(self, fields: dict[str, Any], files: dict[str, bytes]) -> bool:
         self._shape(bool(fields.get("callback_query_id")), "callback_query_id missing")

@@ -15,7 +15,7 @@ from paho.mqtt.properties import Properties
 from pydantic import SecretStr
 
 from homesec.broker import Account, BrokerFiles, MosquittoProcess, free_port, prepare_local_broker, rules_for
-from homesec.bus import Message, MqttBus
+from homesec.bus import Handler, Message, MqttBus
 from homesec.config import node_client_id
 from homesec.contract import Role, Topics
 from homesec.settings import MqttSettings
@@ -96,6 +96,15 @@ class Broker:
     def bus(self, role: Role | str, node: str, **kw: object) -> MqttBus:
         kw.setdefault("client_id", self.client_id(str(role)))
         return MqttBus(self.settings(role), node=node, **kw)  # type: ignore[arg-type]
+
+    def connected(self, role: Role | str, node: str, *routes: tuple[str, Handler], **kw: object) -> MqttBus:
+        """A started `bus` with these (topic filter, handler) subscriptions, once its SUBACKs are in."""
+        bus = self.bus(role, node, **kw)
+        for topic_filter, handler in routes:
+            bus.subscribe(topic_filter, handler)
+        bus.start()
+        assert bus.wait_connected(10), f"{node} could not connect"
+        return bus
 
 
 class Collector:

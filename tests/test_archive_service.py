@@ -6,8 +6,6 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
-import pytest
-
 from homesec.contract import (
     Alert,
     GalleryResult,
@@ -29,11 +27,6 @@ from tests.face_frames import snapshot_image
 from tests.helpers import LocalBus
 
 REPLY = "homesec/reply/notifier/n1"
-
-
-@pytest.fixture(scope="module")
-def rec(models_dir: Path) -> Recognizer:
-    return Recognizer(RecognizerSettings(models_dir=models_dir), models_dir.parent)
 
 
 def make(

@@ -99,6 +99,7 @@ MAY_READ = {
     | {T.camera_enabled(c) for c in EVERY_CAMERA}
     | {T.armed},
     NOTIFIER: {T.alert(c) for c in EVERY_CAMERA}
+    | {T.result(c) for c in EVERY_CAMERA}
     | {t for t in TOPICS if t.endswith("/available")}
     | {T.camera_enabled(c) for c in EVERY_CAMERA}
     | {T.gallery, T.armed, T.armed_cmd, T.reply("notifier", "c1")},

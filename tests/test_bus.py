@@ -27,15 +27,11 @@ def test_qos1_message_sent_while_subscriber_offline_arrives_after_reconnect(brok
         got.append(msg.payload)
         arrived.set()
 
-    node = broker.bus(Role.NOTIFIER, "notifier/offline-test")
-    node.subscribe(T.all_alerts, on_result)
-    node.start()
-    assert node.wait_connected(10)  # the SUBACK is in: the session holds the subscription
+    # connected: the SUBACK is in, the session holds the subscription
+    node = broker.connected(Role.NOTIFIER, "notifier/offline-test", (T.all_alerts, on_result))
     node.stop()  # leaves; its persistent session stays on the broker
 
-    rec = broker.bus(Role.RECOGNIZER, "recognizer/offline-test")
-    rec.start()
-    assert rec.wait_connected(10)
+    rec = broker.connected(Role.RECOGNIZER, "recognizer/offline-test")
     assert rec.publish_confirmed(T.alert("door"), b"while-you-were-away")
     rec.stop()
 
@@ -85,9 +81,7 @@ def test_killed_node_goes_offline_and_unacked_work_is_redelivered(broker: Broker
     proc = _spawn_node(broker)
     try:
         watch.wait_for(lambda m: m.payload == b"online")
-        cam = broker.bus(Role.CAMERA, "camera/door")
-        cam.start()
-        assert cam.wait_connected(10)
+        cam = broker.connected(Role.CAMERA, "camera/door")
         assert cam.publish_confirmed(T.snapshot("door"), b"snap-1")
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "GOT snap-1"
@@ -131,13 +125,8 @@ def test_raising_handler_and_bad_payload_are_reported_and_later_messages_still_h
         done.set()
 
     errors = Collector(broker, T.error("recognizer/errs"))
-    node = broker.bus(Role.RECOGNIZER, "recognizer/errs")
-    node.subscribe(T.train, on_train)
-    node.start()
-    assert node.wait_connected(10)
-    admin = broker.bus(Role.ADMIN, "admin/test")
-    admin.start()
-    assert admin.wait_connected(10)
+    node = broker.connected(Role.RECOGNIZER, "recognizer/errs", (T.train, on_train))
+    admin = broker.connected(Role.ADMIN, "admin/test")
     try:
         admin.publish(T.train, b"{not json")
         admin.publish(T.train, TrainRequest(label="boom", image_b64=""))
@@ -156,9 +145,7 @@ def test_raising_handler_and_bad_payload_are_reported_and_later_messages_still_h
 
 
 def test_node_reconnects_after_the_broker_restarts(fresh_broker: Broker) -> None:
-    node = fresh_broker.bus(Role.CAMERA, "camera/door")
-    node.start()
-    assert node.wait_connected(10)
+    node = fresh_broker.connected(Role.CAMERA, "camera/door")
     fresh_broker.stop()
     wait_until(lambda: not node.connected, timeout=10)
     assert not node.publish_confirmed(T.motion("door"), b"{}", timeout=1)
@@ -170,9 +157,7 @@ def test_node_reconnects_after_the_broker_restarts(fresh_broker: Broker) -> None
 
 def test_confirmed_publishes_from_several_threads_all_get_their_ack(broker: Broker) -> None:
     """Regression: holding our lock around paho's publish() deadlocked against its network thread."""
-    node = broker.bus(Role.CAMERA, "camera/many")
-    node.start()
-    assert node.wait_connected(10)
+    node = broker.connected(Role.CAMERA, "camera/many")
     results: list[bool] = []
 
     def burst() -> None:
@@ -192,9 +177,7 @@ def test_an_oversized_publish_is_refused_here_and_the_connection_survives(broker
     message after every reconnect: a loop. So the bus refuses it before it is queued."""
     import pytest
 
-    node = broker.bus(Role.CAMERA, "camera/big")
-    node.start()
-    assert node.wait_connected(10)
+    node = broker.connected(Role.CAMERA, "camera/big")
     with pytest.raises(PayloadTooLarge, match="max_payload_mb"):
         node.publish_confirmed(T.snapshot("big"), b"x" * (16 * 1024 * 1024))
     with pytest.raises(PayloadTooLarge):

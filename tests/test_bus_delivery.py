@@ -24,13 +24,8 @@ def test_messages_of_a_lost_connection_are_dropped_not_handled_twice(fresh_broke
         if msg.payload == b"0":
             gate.wait(30)  # busy while the rest queue up behind it and the broker restarts
 
-    node = fresh_broker.bus(Role.NOTIFIER, "notifier/stale")
-    node.subscribe(T.all_alerts, handle)
-    node.start()
-    assert node.wait_connected(10)
-    pub = fresh_broker.bus(Role.RECOGNIZER, "recognizer/stale-pub")
-    pub.start()
-    assert pub.wait_connected(10)
+    node = fresh_broker.connected(Role.NOTIFIER, "notifier/stale", (T.all_alerts, handle))
+    pub = fresh_broker.connected(Role.RECOGNIZER, "recognizer/stale-pub")
     try:
         for i in range(5):
             assert pub.publish_confirmed(T.alert("door"), str(i).encode())
@@ -87,13 +82,8 @@ def test_retry_later_leaves_the_message_unacked_reports_it_and_handles_it_after_
         handled.append(msg.payload)
 
     errors = Collector(broker, T.error("notifier/retry"))
-    node = MqttBus(broker.settings(Role.NOTIFIER), node="notifier/retry", retry_s=(0.1, 60.0))
-    node.subscribe(T.all_alerts, handle)
-    node.start()
-    assert node.wait_connected(10)
-    pub = broker.bus(Role.RECOGNIZER, "recognizer/retry-pub")
-    pub.start()
-    assert pub.wait_connected(10)
+    node = broker.connected(Role.NOTIFIER, "notifier/retry", (T.all_alerts, handle), retry_s=(0.1, 60.0))
+    pub = broker.connected(Role.RECOGNIZER, "recognizer/retry-pub")
     try:
         assert pub.publish_confirmed(T.alert("door"), b"full")
         assert pub.publish_confirmed(T.alert("door"), b"next")
@@ -105,10 +95,7 @@ def test_retry_later_leaves_the_message_unacked_reports_it_and_handles_it_after_
         node.stop()
 
         # Acknowledged once handled: a new connection of the same session gets nothing again.
-        again = MqttBus(broker.settings(Role.NOTIFIER), node="notifier/retry")
-        again.subscribe(T.all_alerts, handle)
-        again.start()
-        assert again.wait_connected(10)
+        again = broker.connected(Role.NOTIFIER, "notifier/retry", (T.all_alerts, handle))
         assert pub.publish_confirmed(T.alert("door"), b"end")
         wait_until(lambda: b"end" in handled, 10)
         again.stop()
@@ -122,13 +109,10 @@ def test_a_retried_message_not_yet_handled_is_redelivered_after_a_restart(broker
     def refuse(msg: Message) -> None:
         raise RetryLater("not now")
 
-    node = MqttBus(broker.settings(Role.NOTIFIER), node="notifier/retry-restart", retry_s=(0.1, 0.2))
-    node.subscribe(T.all_alerts, refuse)
-    node.start()
-    assert node.wait_connected(10)
-    pub = broker.bus(Role.RECOGNIZER, "recognizer/retry-restart-pub")
-    pub.start()
-    assert pub.wait_connected(10)
+    node = broker.connected(
+        Role.NOTIFIER, "notifier/retry-restart", (T.all_alerts, refuse), retry_s=(0.1, 0.2)
+    )
+    pub = broker.connected(Role.RECOGNIZER, "recognizer/retry-restart-pub")
     try:
         assert pub.publish_confirmed(T.alert("door"), b"pending")
         wait_until(lambda: node._retries.pending() >= 1, 10)

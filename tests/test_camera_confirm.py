@@ -19,7 +19,7 @@ from camera_node.sender import Snapshot, SnapshotSender
 from homesec.bus import Bus, Message, MqttBus
 from homesec.contract import RecognitionResult, Role, SnapshotMeta, Topics, Verdict, parse_meta
 from homesec.plugins import plugin_for
-from homesec.spool import DiskSpool
+from homesec.spool import DiskSpool, SpoolItem
 from tests.helpers import FakeClock, LocalBus, answer_snapshots, wait_until
 from tests.mqtt_helpers import Broker, Collector
 
@@ -258,3 +258,97 @@ def test_a_dead_replica_holds_no_share_of_the_snapshots(fresh_broker: Broker, tm
         camera.stop()
         live.bus.stop()
         watch.close()
+
+
+def test_a_confirmation_while_the_sender_reads_its_record_is_neither_reported_nor_republished(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bus = LocalBus(f"camera/{CAM}")
+    clock = FakeClock()
+    sender = sender_on(bus, tmp_path, max_in_flight=1, confirm_timeout_s=30.0, clock=clock)
+    read = sender.spool.get
+    raced = threading.Event()
+
+    def confirmed_meanwhile(item_id: str, *, payload: bool = True) -> SpoolItem | None:
+        if not raced.is_set():  # the result for it arrives just as the sender reads it again
+            raced.set()
+            sender.confirm(("e1", 0))
+        return read(item_id, payload=payload)
+
+    sender.start()
+    try:
+        sender.submit(Snapshot(b"jpeg0", meta(0)))
+        wait_until(lambda: sender.published == 1)
+        sender.spool.get = confirmed_meanwhile  # type: ignore[method-assign]
+        clock.advance(31)  # due again
+        wait_until(raced.is_set)
+        sender.submit(Snapshot(b"jpeg1", meta(1)))  # published after the race is over
+        wait_until(lambda: sender.published == 2)
+        assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []
+        assert sender.republished == 0 and sender.confirmed == 1
+        assert not (sender.spool.directory / "corrupt").exists()
+    finally:
+        sender.stop()
+
+
+def test_a_snapshot_being_confirmed_is_not_taken_for_a_new_one(tmp_path: Path) -> None:
+    bus = LocalBus(f"camera/{CAM}")
+    sender = sender_on(bus, tmp_path, max_in_flight=1)
+    remove = sender.spool.remove
+    removing, may_remove = threading.Event(), threading.Event()
+
+    def slow_remove(item_id: str) -> None:  # the result's thread, between forgetting the key and the file
+        removing.set()
+        may_remove.wait(5)
+        remove(item_id)
+
+    sender.start()
+    try:
+        sender.submit(Snapshot(b"jpeg0", meta(0)))
+        wait_until(lambda: sender.published == 1)
+        sender.spool.remove = slow_remove  # type: ignore[method-assign]
+        confirming = threading.Thread(target=sender.confirm, args=(("e1", 0),))
+        confirming.start()
+        assert removing.wait(5)
+        sender.submit(Snapshot(b"jpeg1", meta(1)))  # wakes the sender while record 0 is still on disk
+        wait_until(lambda: sender.published >= 2)
+        may_remove.set()
+        confirming.join(5)
+        seqs = [
+            parse_meta(SnapshotMeta, m.user_properties).seq
+            for m in bus.published
+            if m.topic == T.snapshot(CAM)
+        ]
+        assert seqs == [0, 1]
+    finally:
+        may_remove.set()
+        sender.stop()
+
+
+def test_a_snapshot_never_answered_is_given_up_after_max_attempts_and_reported(tmp_path: Path) -> None:
+    bus = LocalBus(f"camera/{CAM}")
+    clock = FakeClock()
+    sender = sender_on(bus, tmp_path, confirm_timeout_s=30.0, max_attempts=2, clock=clock)
+    sender.start()
+    try:
+        sender.submit(Snapshot(b"jpeg0", meta(0)))
+        wait_until(lambda: sender.published == 1)
+        for attempt in range(2, 5):  # no result for anything: the recognizer is away, wait for it
+            clock.advance(31)
+            wait_until(lambda n=attempt - 1: sender.republished == n)  # type: ignore[misc]
+        assert bus.errors == [] and len(sender.spool) == 1
+        sender.submit(Snapshot(b"jpeg1", meta(1)))  # the recognizer answers others, not this one
+        wait_until(lambda: sender.published == 5)
+        sender.confirm(("e1", 1))
+        clock.advance(31)
+        wait_until(lambda: sender.republished == 4)  # missed once
+        sender.submit(Snapshot(b"jpeg2", meta(2)))
+        wait_until(lambda: sender.published == 7)
+        sender.confirm(("e1", 2))
+        clock.advance(31)
+        wait_until(lambda: sender.idle)
+        assert sender.republished == 4 and sender.given_up == 1  # missed twice
+        assert [e.error for e in bus.errors] == ["unconfirmed"]
+        assert "e1 #0" in bus.errors[0].detail and "2 attempt(s)" in bus.errors[0].detail
+    finally:
+        sender.stop()

@@ -6,35 +6,21 @@ A door camera's 1080p frame with a 100 px face: the alert's boxed photo gives an
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from homesec.contract import EnrollFace, GalleryCommand, SnapshotMeta, Verdict, parse_gallery_command
 from notifier_node.alert_faces import decode_ref, face_to_enroll
 from recognizer_node.gallery import Gallery
 from recognizer_node.operations import ARCHIVE_OFF, RecognizerOperations
 from recognizer_node.pipeline import Recognizer
-from recognizer_node.settings import ArchiveSettings, RecognizerSettings
-from tests.conftest import FACES
-from tests.face_frames import FACE_WIDTH
+from tests.conftest import open_ops
+from tests.face_frames import framed_face
 
-NODE = "recognizer/main"
 FRAME = (1920, 1080)
-
-
-@pytest.fixture(scope="module")
-def rec(models_dir: Path) -> Recognizer:
-    return Recognizer(RecognizerSettings(models_dir=models_dir), models_dir.parent)
-
-
-def open_ops(data: Path, rec: Recognizer, **archive: object) -> RecognizerOperations:
-    settings = RecognizerSettings(models_dir=rec.models_dir, archive=ArchiveSettings(**archive))
-    return RecognizerOperations.open(settings, data, node=NODE, recognizer=rec)
 
 
 @pytest.fixture
@@ -46,15 +32,8 @@ def ops(tmp_path: Path, rec: Recognizer) -> Iterator[RecognizerOperations]:
 
 def door_frame(photo: str = "obama_train.jpg", face_px: int = 100) -> tuple[bytes, tuple[int, int, int, int]]:
     """`photo` scaled to a `face_px` face in a dark 1080p frame (JPEG q90), and its motion box."""
-    src = Image.open(FACES / photo).convert("RGB")
-    f = face_px / FACE_WIDTH[photo]
-    small = src.resize((round(src.width * f), round(src.height * f)), Image.Resampling.LANCZOS)
-    frame = Image.new("RGB", FRAME, (60, 60, 55))
-    x, y = 900, 300
-    frame.paste(small, (x, y))
-    out = io.BytesIO()
-    frame.save(out, format="JPEG", quality=90)
-    return out.getvalue(), (x, y, x + small.width, y + small.height)
+    framed = framed_face(photo, face_px, FRAME, (900, 300), quality=90)
+    return framed.jpeg, framed.box
 
 
 def snapshot(event: str, box: tuple[int, int, int, int], seq: int = 0) -> SnapshotMeta:

@@ -10,7 +10,7 @@ import pytest
 
 from homesec.contract import Alert, Face, NotLabel, Verdict
 from notifier_node.caption import build_caption
-from tests.fake_telegram import CHAT, FakeTelegram, jpeg_bytes, say, serve_fake, wait_text
+from tests.fake_telegram import CHAT, FakeTelegram, jpeg_bytes, say, serve_fake, the_first_alert, wait_text
 from tests.test_notifier_bot import STRANGER, Harness, Recognizer, start
 
 NAMED = Face(box=(1, 1, 20, 20), score=0.9, label="alice", similarity=0.41, closest="alice")
@@ -78,3 +78,35 @@ def test_an_ambiguous_face_says_between_whom_in_the_caption() -> None:
         snapshot_ts="2024-07-01T18:30:05Z",
     )  # fmt: skip
     assert "too close to call between owner and obama (0.78)" in build_caption(alert)
+
+
+def test_not_name_as_a_reply_to_an_alert_corrects_its_archived_face_not_the_boxed_photo(
+    bot: tuple[Harness, Recognizer], fake: FakeTelegram
+) -> None:
+    h, recognizer = bot
+    meta = Alert(
+        camera="door", event_id="ev-not", seq=2, verdict=Verdict.UNKNOWN, faces=[UNNAMED, NAMED],
+        snapshot_ts="2024-07-01T18:30:05Z",
+    )  # fmt: skip
+    h.inject_alert(jpeg_bytes(), meta)
+    alert_msg = the_first_alert(fake)
+    say(fake, "/not alice", reply_to_message=alert_msg)  # the face it named alice
+    wait_text(fake, "Not alice: noted")
+    say(fake, "/not bob", reply_to_message=alert_msg)  # a name it gave no face: its unknown face
+    wait_text(fake, "Not bob: noted")
+    first, second = recognizer.gallery
+    assert isinstance(first, NotLabel) and isinstance(second, NotLabel)
+    assert (first.event_id, first.seq, first.face, first.label, first.image) == (
+        "ev-not",
+        2,
+        1,
+        "alice",
+        None,
+    )
+    assert (second.event_id, second.seq, second.face, second.label, second.image) == (
+        "ev-not",
+        2,
+        0,
+        "bob",
+        None,
+    )

@@ -40,11 +40,6 @@ REPLY = "homesec/reply/admin/c1"
 DEEP = 100_000
 
 
-@pytest.fixture(scope="module")
-def rec(models_dir: Path) -> Recognizer:
-    return Recognizer(RecognizerSettings(models_dir=models_dir), models_dir.parent)
-
-
 def make(
     tmp_path: Path, rec: Recognizer, gallery: Gallery | None = None
 ) -> tuple[RecognizerService, LocalBus]:

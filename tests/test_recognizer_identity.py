@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,24 +24,12 @@ from tests.conftest import FACES
 NODE = "recognizer/main"
 
 
-@pytest.fixture(scope="module")
-def rec(models_dir: Path) -> Recognizer:
-    return Recognizer(RecognizerSettings(models_dir=models_dir), models_dir.parent)
-
-
 def open_ops(tmp_path: Path, rec: Recognizer, threshold: float | None = None) -> RecognizerOperations:
     """Operations on `rec`, or on a recognizer of its models that names faces from `threshold` up."""
     if threshold is not None:
         settings = RecognizerSettings(models_dir=rec.models_dir, match_threshold=threshold)
         rec = Recognizer(settings, tmp_path)
     return RecognizerOperations.open(rec.settings, tmp_path, node=NODE, recognizer=rec)
-
-
-@pytest.fixture
-def ops(tmp_path: Path, rec: Recognizer) -> Iterator[RecognizerOperations]:
-    o = open_ops(tmp_path, rec)
-    yield o
-    o.close()
 
 
 def training(photo: str, label: str, *, force: bool = False) -> Training:

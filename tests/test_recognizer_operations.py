@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,28 +22,10 @@ from homesec.contract import (
 )
 from recognizer_node.operations import ARCHIVE_OFF, RecognizerOperations
 from recognizer_node.pipeline import Recognizer
-from recognizer_node.settings import ArchiveSettings, RecognizerSettings
-from tests.conftest import FACES
+from tests.conftest import FACES, open_ops
 from tests.face_frames import small_face_frame
 
 NODE = "recognizer/main"
-
-
-@pytest.fixture(scope="module")
-def rec(models_dir: Path) -> Recognizer:
-    return Recognizer(RecognizerSettings(models_dir=models_dir), models_dir.parent)
-
-
-def open_ops(tmp_path: Path, rec: Recognizer, **archive: object) -> RecognizerOperations:
-    settings = RecognizerSettings(models_dir=rec.models_dir, archive=ArchiveSettings(**archive))
-    return RecognizerOperations.open(settings, tmp_path, node=NODE, recognizer=rec)
-
-
-@pytest.fixture
-def ops(tmp_path: Path, rec: Recognizer) -> Iterator[RecognizerOperations]:
-    o = open_ops(tmp_path, rec)
-    yield o
-    o.close()
 
 
 def training(photo: str, label: str, request_id: str = "t1") -> Training:

@@ -13,7 +13,6 @@ from homesec.contract import ContractError, Verdict
 from recognizer_node.gallery import Gallery
 from recognizer_node.matching import cosine
 from recognizer_node.pipeline import Recognizer, rescale_box
-from recognizer_node.settings import RecognizerSettings
 from tests.conftest import FACES
 from tests.face_frames import small_face_frame
 
@@ -30,11 +29,6 @@ def jpeg(im: Image.Image, quality: int = 90, **kw: object) -> bytes:
 
 def blank() -> bytes:
     return jpeg(Image.new("RGB", (640, 480), (120, 130, 140)))
-
-
-@pytest.fixture(scope="module")
-def rec(models_dir: Path) -> Recognizer:
-    return Recognizer(RecognizerSettings(models_dir=models_dir), models_dir.parent)
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ from homesec.contract import (
     SnapshotMeta,
     TrainRequest,
     TrainResult,
+    Verdict,
     meta_property,
     parse,
     parse_meta,
@@ -42,11 +43,6 @@ def blank() -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (320, 240), (90, 90, 90)).save(out, format="JPEG")
     return out.getvalue()
-
-
-@pytest.fixture(scope="module")
-def rec(models_dir: Path) -> Recognizer:
-    return Recognizer(RecognizerSettings(models_dir=models_dir), models_dir.parent)
 
 
 def make(tmp_path: Path, rec: Recognizer, **options: object) -> tuple[RecognizerService, LocalBus]:
@@ -173,9 +169,12 @@ def test_bad_snapshots_are_reported_not_fatal(svc: tuple[RecognizerService, Loca
     snapshot(bus, photo("stranger.png"), meta_camera="garage")  # meta disagrees with the topic
     assert [e.error for e in bus.errors] == ["bad_payload"] * 3
     assert "meta" in bus.errors[0].detail and "not an image" in bus.errors[1].detail
-    assert bus.payloads(t.result("door")) == []
+    refused = results(bus, RecognitionResult, t.result("door"))  # whose it is can be read: answered
+    assert [(r.verdict, r.faces) for r in refused] == [(Verdict.NO_FACE, [])] * 2
+    assert [r.error for r in refused] == [e.detail for e in bus.errors[1:]]
     snapshot(bus, photo("stranger.png"))  # and the next good one is handled
-    assert len(bus.payloads(t.result("door"))) == 1
+    assert len(bus.payloads(t.result("door"))) == 3
+    assert results(bus, RecognitionResult, t.result("door"))[-1].error is None
 
 
 def test_training_refusals_are_answered(svc: tuple[RecognizerService, LocalBus]) -> None:

@@ -12,13 +12,7 @@ import pytest
 
 from recognizer_node.directory_search import DirectoryIndex, IndexedFace, rank
 from recognizer_node.pipeline import Analysis, NoFaceError, Recognizer, query_face
-from recognizer_node.settings import RecognizerSettings
 from tests.conftest import FACES
-
-
-@pytest.fixture(scope="module")
-def rec(models_dir: Path) -> Recognizer:
-    return Recognizer(RecognizerSettings(models_dir=models_dir), models_dir.parent)
 
 
 @pytest.fixture

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from homesec.contract import (
     Alert,
     RecognitionResult,
@@ -27,11 +25,6 @@ from tests.helpers import LocalBus, wait_until
 NODE = "recognizer/main"
 STRANGER = (FACES / "stranger.png").read_bytes()
 OWNER = (FACES / "obama_probe.jpg").read_bytes()
-
-
-@pytest.fixture(scope="module")
-def rec(models_dir: Path) -> Recognizer:
-    return Recognizer(RecognizerSettings(models_dir=models_dir), models_dir.parent)
 
 
 def meta(event: str, seq: int, burst: int = 3) -> SnapshotMeta:

@@ -13,7 +13,7 @@ from recognizer_node.embeddings import unit
 from recognizer_node.gallery import Gallery
 from recognizer_node.history import History
 from recognizer_node.pipeline import Recognizer
-from recognizer_node.settings import ArchiveSettings, RecognizerSettings
+from recognizer_node.settings import ArchiveSettings
 from recognizer_node.visitors import assign
 from tests.face_frames import snapshot_image
 
@@ -34,11 +34,6 @@ def test_two_faces_of_one_snapshot_never_share_a_visitor() -> None:
 
 
 # ------------------------------------------------------------------------------------- real faces
-
-
-@pytest.fixture(scope="module")
-def rec(models_dir: Path) -> Recognizer:
-    return Recognizer(RecognizerSettings(models_dir=models_dir), models_dir.parent)
 
 
 @pytest.fixture

@@ -118,3 +118,14 @@ def test_unusable_faces_only_is_told_at_once_when_it_alerts_at_all() -> None:
     assert decision is not None and decision.alert and decision.verdict == Verdict.TOO_SMALL
     _, later = frame(visits, 1, [(face((880, 290, 980, 390), similarity=0.1), near(STRANGER))])
     assert later is not None and later.alert and later.verdict == Verdict.UNKNOWN
+
+
+def test_a_second_stranger_later_in_the_visit_revises_its_alert() -> None:
+    visits = Visits(doubt_floor=0.25)
+    first = (face((900, 300, 990, 390), similarity=0.05), near(STRANGER))
+    _, decision = frame(visits, 0, [first])
+    assert decision is not None and decision.alert and decision.revision == 0
+    _, same = frame(visits, 1, [first])
+    assert same is None
+    _, more = frame(visits, 2, [first, (face((100, 100, 190, 190), similarity=0.1), near(BOB))])
+    assert more is not None and more.alert and more.revision == 1 and more.verdict == Verdict.UNKNOWN

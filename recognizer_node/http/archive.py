@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Path, Query, Request, Response
+from fastapi.types import DecoratedCallable
 
 from homesec.contract import GalleryResult, Verdict, from_iso
 from recognizer_node import queries
 from recognizer_node.archive_browse import EventDetail, EventFilter, EventPage, VisitorDetail, VisitorSummary
 from recognizer_node.http.auth import ADMIN, VIEWER
-from recognizer_node.http.context import context, documented, gallery_command
+from recognizer_node.http.context import changed, context, documented, endpoint, found, gallery_command
 
 router = APIRouter(prefix="/api")
 ERRORS = documented(401, 403, 404, 422, 429)
@@ -22,9 +24,25 @@ Id = Annotated[int, Path(ge=0, le=2**63 - 1)]
 Offset = Annotated[int, Query(ge=0, le=2**31, description="Skip this many.")]
 Limit = Annotated[int, Query(ge=1, le=500, description="At most this many.")]
 Time = Annotated[str | None, Query(description="ISO-8601 with an offset, e.g. 2026-12-01T08:00:00Z.")]
+Face = Annotated[int, Path(ge=0, le=2**31, description="Its index in the snapshot's `faces`.")]
 
 
-@router.get("/events", dependencies=[VIEWER], responses=ERRORS, tags=["events"], summary="Events")
+# The archive's three kinds of route: a viewer's read (JSON or a JPEG) and an admin's change.
+def _read(path: str, tag: str, summary: str) -> Callable[[DecoratedCallable], DecoratedCallable]:
+    return endpoint(router, "GET", path, summary, [VIEWER], responses=ERRORS, tags=[tag])
+
+
+def _jpeg(path: str, tag: str, summary: str) -> Callable[[DecoratedCallable], DecoratedCallable]:
+    return endpoint(
+        router, "GET", path, summary, [VIEWER], responses=JPEG, response_class=Response, tags=[tag]
+    )
+
+
+def _change(path: str, tag: str, summary: str) -> Callable[[DecoratedCallable], DecoratedCallable]:
+    return endpoint(router, "POST", path, summary, [ADMIN], responses=ERRORS, tags=[tag])
+
+
+@_read("/events", "events", "Events")
 def events(
     request: Request,
     camera: str | None = None,
@@ -50,60 +68,35 @@ def events(
     return queries.events(context(request).ops, which)
 
 
-@router.get(
-    "/events/{event_id}", dependencies=[VIEWER], responses=ERRORS, tags=["events"], summary="An event"
-)
+@_read("/events/{event_id}", "events", "An event")
 def event(request: Request, event_id: str) -> EventDetail:
     """The event's snapshots, each with its faces."""
-    found = queries.event(context(request).ops, event_id)
-    if found is None:
-        raise HTTPException(404, f"no archived event {event_id!r}")
-    return found
+    return found(queries.event(context(request).ops, event_id), f"no archived event {event_id!r}")
 
 
 def _snapshot(request: Request, event_id: str, seq: int, annotated: bool) -> Response:
     jpeg = queries.snapshot(context(request).ops, event_id, seq, annotated=annotated)
-    if jpeg is None:
-        raise HTTPException(404, f"no archived snapshot {seq} of event {event_id!r}")
-    return Response(jpeg, media_type="image/jpeg")
+    return Response(found(jpeg, f"no archived snapshot {seq} of event {event_id!r}"), media_type="image/jpeg")
 
 
-@router.get(
-    "/events/{event_id}/snapshots/{seq}",
-    dependencies=[VIEWER],
-    responses=JPEG,
-    response_class=Response,
-    tags=["events"],
-    summary="A snapshot as taken",
-)
+@_jpeg("/events/{event_id}/snapshots/{seq}", "events", "A snapshot as taken")
 def snapshot(request: Request, event_id: str, seq: Id) -> Response:
     return _snapshot(request, event_id, seq, annotated=False)
 
 
-@router.get(
-    "/events/{event_id}/snapshots/{seq}/annotated",
-    dependencies=[VIEWER],
-    responses=JPEG,
-    response_class=Response,
-    tags=["events"],
-    summary="A snapshot with its faces boxed",
-)
+@_jpeg("/events/{event_id}/snapshots/{seq}/annotated", "events", "A snapshot with its faces boxed")
 def annotated_snapshot(request: Request, event_id: str, seq: Id) -> Response:
     return _snapshot(request, event_id, seq, annotated=True)
 
 
-@router.post(
-    "/events/{event_id}/snapshots/{seq}/faces/{face}/not",
-    dependencies=[ADMIN],
-    responses=ERRORS,
-    tags=["events"],
-    summary="Not this person (an archived face)",
+@_change(
+    "/events/{event_id}/snapshots/{seq}/faces/{face}/not", "events", "Not this person (an archived face)"
 )
 def not_label(
     request: Request,
     event_id: str,
     seq: Id,
-    face: Annotated[int, Path(ge=0, le=2**31, description="Its index in the snapshot's `faces`.")],
+    face: Face,
     label: Annotated[
         str | None, Body(embed=True, description="The wrong name; default: the name it was given.")
     ] = None,
@@ -113,18 +106,12 @@ def not_label(
     return gallery_command(request, op="not_label", event_id=event_id, seq=seq, face=face, label=label)
 
 
-@router.post(
-    "/events/{event_id}/snapshots/{seq}/faces/{face}/enroll",
-    dependencies=[ADMIN],
-    responses=ERRORS,
-    tags=["events"],
-    summary="Enroll an archived face",
-)
+@_change("/events/{event_id}/snapshots/{seq}/faces/{face}/enroll", "events", "Enroll an archived face")
 def enroll_face(
     request: Request,
     event_id: str,
     seq: Id,
-    face: Annotated[int, Path(ge=0, le=2**31, description="Its index in the snapshot's `faces`.")],
+    face: Face,
     label: Annotated[str, Body(embed=True, description="The person's name.")],
     force: Annotated[
         bool, Body(embed=True, description="Enroll it even when it already matches another label.")
@@ -137,83 +124,43 @@ def enroll_face(
     return gallery_command(request, op="enroll_face", **fields)
 
 
-@router.get("/visitors", dependencies=[VIEWER], responses=ERRORS, tags=["visitors"], summary="Visitors")
+@_read("/visitors", "visitors", "Visitors")
 def visitors(request: Request, offset: Offset = 0, limit: Limit = 50) -> list[VisitorSummary]:
     """The recurring unknown faces, the most recently seen first."""
     return queries.visitors(context(request).ops, offset, limit)
 
 
-@router.get(
-    "/visitors/{visitor}", dependencies=[VIEWER], responses=ERRORS, tags=["visitors"], summary="A visitor"
-)
+@_read("/visitors/{visitor}", "visitors", "A visitor")
 def visitor(request: Request, visitor: Id) -> VisitorDetail:
-    found = queries.visitor(context(request).ops, visitor)
-    if found is None:
-        raise HTTPException(404, f"no visitor {visitor}")
-    return found
+    return found(queries.visitor(context(request).ops, visitor), f"no visitor {visitor}")
 
 
 def _crop(request: Request, visitor: int, face: int | None) -> Response:
-    found = queries.visitor_crop(context(request).ops, visitor, face)
-    if found is None:
-        raise HTTPException(
-            404, f"no face of visitor {visitor}" if face is None else f"no face {face} of visitor {visitor}"
-        )
-    return Response(found.data, media_type=found.media_type)
+    missing = f"no face of visitor {visitor}" if face is None else f"no face {face} of visitor {visitor}"
+    crop = found(queries.visitor_crop(context(request).ops, visitor, face), missing)
+    return Response(crop.data, media_type=crop.media_type)
 
 
-@router.get(
-    "/visitors/{visitor}/crop",
-    dependencies=[VIEWER],
-    responses=JPEG,
-    response_class=Response,
-    tags=["visitors"],
-    summary="A visitor's best face",
-)
+@_jpeg("/visitors/{visitor}/crop", "visitors", "A visitor's best face")
 def visitor_crop(request: Request, visitor: Id) -> Response:
     return _crop(request, visitor, None)
 
 
-@router.get(
-    "/visitors/{visitor}/faces/{face}/crop",
-    dependencies=[VIEWER],
-    responses=JPEG,
-    response_class=Response,
-    tags=["visitors"],
-    summary="One face of a visitor",
-)
+@_jpeg("/visitors/{visitor}/faces/{face}/crop", "visitors", "One face of a visitor")
 def visitor_face_crop(request: Request, visitor: Id, face: Id) -> Response:
     return _crop(request, visitor, face)
 
 
-@router.post(
-    "/visitors/{visitor}/name",
-    dependencies=[ADMIN],
-    responses=ERRORS,
-    tags=["visitors"],
-    summary="Name a visitor",
-)
+@_change("/visitors/{visitor}/name", "visitors", "Name a visitor")
 def name_visitor(
     request: Request, visitor: Id, label: Annotated[str, Body(embed=True, description="Who it is.")]
 ) -> GalleryResult:
     """Enroll the visitor's archived faces (its best 20) as `label`: named from now on."""
-    answer = gallery_command(request, op="name_visitor", visitor=visitor, label=label)
-    if not answer.ok:
-        raise HTTPException(404, answer.reason or f"no visitor {visitor}")
-    return answer
+    return changed(request, f"no visitor {visitor}", op="name_visitor", visitor=visitor, label=label)
 
 
-@router.post(
-    "/visitors/{visitor}/dismiss",
-    dependencies=[ADMIN],
-    responses=ERRORS,
-    tags=["visitors"],
-    summary="Dismiss a visitor",
-)
+@_change("/visitors/{visitor}/dismiss", "visitors", "Dismiss a visitor")
 def dismiss_visitor(request: Request, visitor: Id) -> GalleryResult:
     """Forget the visitor: its faces stay in their events, no longer grouped, and it leaves the list.
     If that person comes back, they are a new visitor."""
-    answer = gallery_command(request, op="dismiss_visitor", visitor=visitor)
-    if not answer.ok:
-        raise HTTPException(404, answer.reason or f"no visitor {visitor}")
-    return answer
+    return changed(request, f"no visitor {visitor}", op="dismiss_visitor", visitor=visitor)

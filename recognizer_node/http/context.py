@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from fastapi import Request
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.params import Depends
+from fastapi.types import DecoratedCallable
 from pydantic import BaseModel
 
 from homesec.contract import GalleryResult, parse_gallery_command
@@ -18,6 +21,8 @@ if TYPE_CHECKING:
     from recognizer_node.http.settings import HttpSettings
     from recognizer_node.http.tokens import TokenStore
     from recognizer_node.operations import RecognizerOperations
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -48,6 +53,30 @@ class ErrorBody(BaseModel):
 def gallery_command(request: Request, **fields: Any) -> GalleryResult:
     """The answer to the gallery command of these fields (a malformed one raises ContractError: 422)."""
     return context(request).ops.gallery_command(parse_gallery_command(fields))
+
+
+def changed(request: Request, missing: str, **fields: Any) -> GalleryResult:
+    """The answer to the gallery command of these fields; 404 (its reason, else `missing`) when what it
+    names is not there (the commands that use it can be refused for no other reason)."""
+    answer = gallery_command(request, **fields)
+    if not answer.ok:
+        raise HTTPException(404, answer.reason or missing)
+    return answer
+
+
+def found(value: T | None, missing: str) -> T:
+    """`value`, or a 404 saying `missing` when there is none."""
+    if value is None:
+        raise HTTPException(404, missing)
+    return value
+
+
+def endpoint(
+    router: APIRouter, method: str, path: str, summary: str, needs: list[Depends], **options: Any
+) -> Callable[[DecoratedCallable], DecoratedCallable]:
+    """The decorator of a route: `needs` are its dependencies (the scope, a recognition slot); `options`
+    the rest of FastAPI's route options (`responses`, `tags`, `response_class`)."""
+    return router.api_route(path, methods=[method], dependencies=needs, summary=summary, **options)
 
 
 def documented(*codes: int) -> dict[int | str, dict[str, Any]]:

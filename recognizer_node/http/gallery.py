@@ -4,15 +4,15 @@ and "not X" from a photo."""
 from __future__ import annotations
 
 import base64
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Body, HTTPException, Path, Request, Response
+from fastapi import APIRouter, Body, Path, Request, Response
 
 from homesec.contract import GalleryResult
 from recognizer_node import queries
-from recognizer_node.http.auth import ADMIN, RECOGNIZING, VIEWER
-from recognizer_node.http.context import context, documented, gallery_command
-from recognizer_node.http.images import UPLOAD_ERRORS, Photo, photo_bytes
+from recognizer_node.http.auth import ADMIN, VIEWER
+from recognizer_node.http.context import changed, context, documented, found, gallery_command
+from recognizer_node.http.images import Photo, photo_bytes, photo_route
 
 router = APIRouter(prefix="/api/gallery", tags=["gallery"])
 READ_ERRORS = documented(401, 403, 422, 429)
@@ -38,10 +38,7 @@ def labels(request: Request) -> list[queries.LabelInfo]:
     "/labels/{label}", dependencies=[VIEWER], responses=CHANGE_ERRORS, summary="A label's enrollments"
 )
 def enrollments(request: Request, label: str) -> list[queries.EnrollmentInfo]:
-    found = queries.enrollments(context(request).ops, label)
-    if not found:
-        raise HTTPException(404, f"no one is enrolled as {label!r}")
-    return found
+    return found(queries.enrollments(context(request).ops, label) or None, f"no one is enrolled as {label!r}")
 
 
 @router.get(
@@ -52,10 +49,10 @@ def enrollments(request: Request, label: str) -> list[queries.EnrollmentInfo]:
     summary="An enrollment's aligned face",
 )
 def crop(request: Request, enrollment_id: EnrollmentId) -> Response:
-    found = queries.enrollment_crop(context(request).ops, enrollment_id)
-    if found is None:
-        raise HTTPException(404, f"no enrollment {enrollment_id}")
-    return Response(found.data, media_type=found.media_type)
+    crop = found(
+        queries.enrollment_crop(context(request).ops, enrollment_id), f"no enrollment {enrollment_id}"
+    )
+    return Response(crop.data, media_type=crop.media_type)
 
 
 @router.delete(
@@ -65,13 +62,13 @@ def crop(request: Request, enrollment_id: EnrollmentId) -> Response:
     summary="Delete an enrollment",
 )
 def delete_enrollment(request: Request, enrollment_id: EnrollmentId) -> GalleryResult:
-    return _changed(request, op="delete_enrollment", enrollment_id=enrollment_id)
+    return changed(request, "not found", op="delete_enrollment", enrollment_id=enrollment_id)
 
 
 @router.delete("/labels/{label}", dependencies=[ADMIN], responses=CHANGE_ERRORS, summary="Delete a label")
 def delete_label(request: Request, label: str) -> GalleryResult:
     """Forget everyone enrolled as `label`."""
-    return _changed(request, op="delete_label", label=label)
+    return changed(request, "not found", op="delete_label", label=label)
 
 
 @router.post(
@@ -81,7 +78,7 @@ def rename_label(
     request: Request, label: str, new_label: Annotated[str, Body(embed=True, description="The new name.")]
 ) -> GalleryResult:
     """Renaming onto a label that exists merges the two."""
-    return _changed(request, op="rename_label", label=label, new_label=new_label)
+    return changed(request, "not found", op="rename_label", label=label, new_label=new_label)
 
 
 @router.post(
@@ -95,12 +92,7 @@ def merge_label(
     return gallery_command(request, op="merge_labels", label=label, into=into)
 
 
-@router.post(
-    "/labels/{label}/not",
-    dependencies=[ADMIN, RECOGNIZING],
-    responses=UPLOAD_ERRORS,
-    summary="Not this person (a photo)",
-)
+@photo_route(router, "/labels/{label}/not", ADMIN, "Not this person (a photo)")
 def not_label(request: Request, label: str, image: Photo) -> GalleryResult:
     """The photo's largest face was wrongly named `label`: keep it as a negative, so that face (and
     faces closer to it than to the label's own photos) is not named `label` again. A refusal (no face,
@@ -108,12 +100,3 @@ def not_label(request: Request, label: str, image: Photo) -> GalleryResult:
     `/api/events/{event_id}/snapshots/{seq}/faces/{face}/not`."""
     image_b64 = base64.b64encode(photo_bytes(request, image)).decode()
     return gallery_command(request, op="not_label", label=label, image_b64=image_b64)
-
-
-def _changed(request: Request, **fields: Any) -> GalleryResult:
-    """The answer to the gallery command of these fields (a malformed label: 422); 404 when what it
-    names is not there (these commands can be refused for no other reason)."""
-    answer = gallery_command(request, **fields)
-    if not answer.ok:
-        raise HTTPException(404, answer.reason or "not found")
-    return answer

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.params import Depends
+from fastapi.types import DecoratedCallable
 
 from homesec.contract import FaceSearch, SearchResult, Training, TrainResult, check_label, new_id
 from recognizer_node import queries
 from recognizer_node.http.auth import ADMIN, RECOGNIZING, VIEWER
-from recognizer_node.http.context import context, documented
+from recognizer_node.http.context import context, documented, endpoint
 from recognizer_node.http.limits import read_upload
 
 router = APIRouter(prefix="/api")
@@ -22,13 +25,14 @@ def photo_bytes(request: Request, upload: UploadFile) -> bytes:
     return read_upload(upload, context(request).settings.max_upload_bytes)
 
 
-@router.post(
-    "/image/train",
-    dependencies=[ADMIN, RECOGNIZING],
-    responses=UPLOAD_ERRORS,
-    tags=["images"],
-    summary="Enroll a face",
-)
+def photo_route(
+    router: APIRouter, path: str, scope: Depends, summary: str, **options: Any
+) -> Callable[[DecoratedCallable], DecoratedCallable]:
+    """The decorator of a route that takes a photo: `scope` and a recognition slot."""
+    return endpoint(router, "POST", path, summary, [scope, RECOGNIZING], responses=UPLOAD_ERRORS, **options)
+
+
+@photo_route(router, "/image/train", ADMIN, "Enroll a face", tags=["images"])
 def train(
     request: Request,
     image: Photo,
@@ -53,13 +57,7 @@ def train(
     return context(request).ops.train(req)
 
 
-@router.post(
-    "/image/match",
-    dependencies=[VIEWER, RECOGNIZING],
-    responses=UPLOAD_ERRORS,
-    tags=["images"],
-    summary="Who is this?",
-)
+@photo_route(router, "/image/match", VIEWER, "Who is this?", tags=["images"])
 def match(request: Request, image: Photo) -> queries.MatchResult:
     """Every face of the photo against the gallery: the best named face and its similarity, or no
     match; nothing is archived."""
@@ -67,13 +65,7 @@ def match(request: Request, image: Photo) -> queries.MatchResult:
     return queries.match(context(request).ops, req)
 
 
-@router.post(
-    "/search",
-    dependencies=[VIEWER, RECOGNIZING],
-    responses=UPLOAD_ERRORS,
-    tags=["archive"],
-    summary="Find a face",
-)
+@photo_route(router, "/search", VIEWER, "Find a face", tags=["archive"])
 def search(
     request: Request,
     image: Photo,
