@@ -123,35 +123,22 @@ class RecognizerCommands:
     ) -> None:
         """Send `request`; its answer, or a word that none came, goes back to `chat`."""
         try:
-            self._request(topic, request, answer_model, answer_text, chat, reply_to, what)
-        except (
-            PayloadTooLarge
-        ) as exc:  # the bus refused to carry it: say so, it is not the recognizer's fault
+            self.requester.request_async(
+                topic,
+                request,
+                answer_model,
+                request_id=request.request_id,
+                timeout=self.timeout,
+                on_answer=lambda answer: self.replier.say(chat, answer_text(answer), reply_to=reply_to),
+                on_timeout=lambda: self.replier.say(
+                    chat, f"⌛ No answer from the recognizer for {what} (is it running?)", reply_to=reply_to
+                ),
+            )
+        # The bus refused to carry it: say so, it is not the recognizer's fault.
+        except PayloadTooLarge as exc:
             self.replier.say(
                 chat, f"❌ Too large to send to the recognizer for {what}: {exc}", reply_to=reply_to
             )
-
-    def _request(
-        self,
-        topic: str,
-        request: TrainRequest | DeleteLabel | NameVisitor | NotLabel | EnrollFace | SearchRequest,
-        answer_model: type[A],
-        answer_text: Callable[[A], str],
-        chat: int,
-        reply_to: int,
-        what: str,
-    ) -> None:
-        self.requester.request_async(
-            topic,
-            request,
-            answer_model,
-            request_id=request.request_id,
-            timeout=self.timeout,
-            on_answer=lambda answer: self.replier.say(chat, answer_text(answer), reply_to=reply_to),
-            on_timeout=lambda: self.replier.say(
-                chat, f"⌛ No answer from the recognizer for {what} (is it running?)", reply_to=reply_to
-            ),
-        )
 
     def _photo(self, api: BotApi, msg: ChatMessage, usage: str) -> ChatPhoto | None:
         """The photo `msg` is about; None (the chat told why) when there is none or it cannot be had."""
