@@ -15,7 +15,9 @@ Every burst goes through recognizer_node.visits.Visits frame by frame under each
 - `whole burst`: every unknown waits for the burst's last frame.
 Figures per policy: family visits that alerted (a family member reported a stranger: a false alert),
 family visits named in the end, stranger visits that alerted (missed ones are strangers unreported),
-and the stranger alert's mean wait in camera frames (x `--interval` seconds after the first frame).
+and the stranger alert's mean wait in camera frames (x `--interval` seconds after the first frame);
+then how often a stranger visit's alert was revised by a later frame (the photo replaced by a clearly
+better one, or a face added: each an edit of the message sent).
 """
 
 from __future__ import annotations
@@ -64,6 +66,8 @@ class Score:
     alerted: int = 0
     named: int = 0
     waited: int = 0  # frames, summed over alerted visits
+    revised: int = 0  # alerted visits with a later alert (a revision: another photo or another face)
+    photos: int = 0  # of those, visits whose photo was replaced by a later frame
 
 
 def enroll_all(rec: Recognizer, enroll: dict[str, list[Path]], directory: Path) -> dict[str | None, Gallery]:
@@ -101,12 +105,14 @@ def run(rec: Recognizer, acc: ModuleType, dataset: Path, sizes: tuple[int, ...],
                 gallery = galleries[without]
                 for policy, floor in POLICIES.items():
                     s = scores.setdefault((policy, "stranger" if stranger else "family"), Score())
-                    alerted_at, verdict = judge(rec, gallery, analyses, floor)
+                    alerted_at, verdict, photo_seqs = judge(rec, gallery, analyses, floor)
                     s.visits += 1
                     s.named += verdict == Verdict.KNOWN
                     if alerted_at is not None:
                         s.alerted += 1
                         s.waited += alerted_at
+                        s.revised += len(photo_seqs) > 1
+                        s.photos += len(set(photo_seqs)) > 1
         for gallery in galleries.values():
             gallery.close()
     report(scores, len(bursts))
@@ -114,10 +120,11 @@ def run(rec: Recognizer, acc: ModuleType, dataset: Path, sizes: tuple[int, ...],
 
 def judge(
     rec: Recognizer, gallery: Gallery, analyses: list[Analysis], floor: float
-) -> tuple[int | None, Verdict]:
-    """(the frame index whose arrival sent the alert, or None; the visit's last verdict)."""
+) -> tuple[int | None, Verdict, list[int]]:
+    """(the frame index whose arrival sent the alert, or None; the visit's last verdict; the frame each
+    of its alerts showed, the first and every revision)."""
     visits = Visits(doubt_floor=floor)
-    alerted_at, verdict = None, Verdict.NO_FACE
+    alerted_at, verdict, photo_seqs = None, Verdict.NO_FACE, []
     for seq, analysis in enumerate(analyses):
         recognition = rec.match(analysis, gallery)
         faces = [m.to_contract() for m in recognition.faces]
@@ -131,9 +138,10 @@ def judge(
         embeddings = [m.face.embedding if m.face.rejected is None else None for m in recognition.faces]
         state, decision = visits.add(meta, result, embeddings, b"")
         verdict = state.verdict
-        if decision is not None and decision.alert and alerted_at is None:
-            alerted_at = seq
-    return alerted_at, verdict
+        if decision is not None and decision.alert:
+            alerted_at = seq if alerted_at is None else alerted_at
+            photo_seqs.append(decision.best.meta.seq)
+    return alerted_at, verdict, photo_seqs
 
 
 def report(scores: dict[tuple[str, str], Score], bursts: int) -> None:
@@ -146,6 +154,10 @@ def report(scores: dict[tuple[str, str], Score], bursts: int) -> None:
             f"{policy:<12} {fam.alerted:>6}/{fam.visits:<8} {fam.named:>6}/{fam.visits:<6} "
             f"{st.alerted:>8}/{st.visits:<9} {wait:>5.2f}"
         )
+    print(f"\n{'policy':<12} {'stranger alerts revised':>24} {'photo replaced':>15}")
+    for policy in POLICIES:
+        st = scores[(policy, "stranger")]
+        print(f"{policy:<12} {st.revised:>14}/{st.alerted:<9} {st.photos:>6}/{st.alerted:<8}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,4 +34,5 @@ PLUGIN = NodePlugin(
     stage=0,
     node_name=node_name,
     up_env=up_env,
+    array="cameras",
 )

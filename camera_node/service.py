@@ -7,6 +7,7 @@ bus worker for commands and results. Commands only enqueue work; the frame loop 
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import queue
@@ -27,13 +28,19 @@ from camera_node.sources import Frame, FrameSource, make_source
 from homesec.bus import Bus, Message
 from homesec.contract import (
     FILE_SAFE_ID_RE,
+    META_PROPERTY,
     CameraEnabled,
+    CameraState,
     CaptureCommand,
+    ContractError,
     EnableCommand,
     MotionEvent,
+    ShowCommand,
     SnapshotMeta,
+    Trigger,
     new_id,
     parse,
+    parse_meta,
 )
 from homesec.files import write_atomic
 from homesec.spool import DiskSpool
@@ -67,7 +74,13 @@ class CameraService:
         s = self.settings = settings
         self.bus, self.camera, self._clock = bus, s.id, clock
         self.topics = bus.topics
-        self.source = source or make_source(s)
+        self._state = CameraState(camera=s.id, state="online")  # replay, picamera2: frames or a crash
+        self._state_lock = threading.Lock()
+        self.source = source or make_source(s, data_dir, self._on_source_state)
+        if hasattr(self.source, "on_snapshot"):  # Frigate: snapshots come from its events, not frames
+            self.source.on_snapshot = self.capture_image
+        if getattr(self.source, "live", False):
+            self._state = CameraState(camera=s.id, state="offline", reason="starting")
         self.detector = (
             MotionDetector(MotionParams.from_settings(s.motion), build_active(s.motion, s.lores))
             if s.trigger != "manual"
@@ -105,6 +118,8 @@ class CameraService:
     def start(self) -> None:
         self.bus.subscribe(self.topics.camera_cmd_capture(self.camera), self._on_capture)
         self.bus.subscribe(self.topics.camera_cmd_enable(self.camera), self._on_enable)
+        self.bus.subscribe(self.topics.camera_cmd_show(self.camera), self._on_show)
+        self.bus.on_connected(self._publish_state)  # retained, but a broker may have lost it
         if self.settings.trigger in ("pir", "pir+motion"):
             self.pir = make_pir(self.settings, self._pir_rose.set, self._pin_factory)
         self.source.start()
@@ -145,6 +160,26 @@ class CameraService:
         state = CameraEnabled(camera=self.camera, enabled=self.enabled)
         self.bus.publish(self.topics.camera_enabled(self.camera), state, retain=True)
 
+    # -- the source's state (its reader threads call this on every change)
+    def _on_source_state(self, state: str, reason: str | None) -> None:
+        with self._state_lock:
+            self._state = CameraState.model_validate(
+                {"camera": self.camera, "state": state, "reason": reason}
+            )
+        log.info("camera %s: source %s%s", self.camera, state, f" ({reason})" if reason else "")
+        self._publish_state()
+
+    def _publish_state(self) -> None:
+        if not self.bus.connected:
+            return  # published on connection
+        with self._state_lock:
+            state = self._state
+        self.bus.publish(self.topics.camera_state(self.camera), state, retain=True)
+
+    @property
+    def state(self) -> CameraState:
+        return self._state
+
     # -- command handlers (bus worker thread): validate, then hand over to the frame loop
     def _on_enable(self, msg: Message) -> None:
         cmd = parse(EnableCommand, msg.payload)
@@ -160,7 +195,45 @@ class CameraService:
         if not self.enabled:
             self.bus.report_error("camera_disabled", "capture refused: the camera is disabled", msg.topic)
             return
+        capture = getattr(self.source, "capture", None)
+        if capture is not None:  # a source without frames (Frigate) takes the picture itself
+            try:
+                capture(cmd.request_id if FILE_SAFE_ID_RE.match(cmd.request_id) else new_id())
+            except ValueError as exc:
+                self.bus.report_error("capture_unsupported", str(exc), msg.topic)
+            return
         self._commands.put(cmd)
+
+    def _on_show(self, msg: Message) -> None:
+        """A photo shown to the camera: a capture of its own, through the usual spool and confirmation."""
+        cmd = parse_meta(ShowCommand, msg.user_properties) if META_PROPERTY in msg.user_properties else None
+        if msg.payload[:2] != b"\xff\xd8":
+            raise ContractError("cmd/show carries a JPEG (it starts with FF D8)")
+        if not self.enabled:
+            self.bus.report_error("camera_disabled", "show refused: the camera is disabled", msg.topic)
+            return
+        self.capture_image(msg.payload, cmd.request_id if cmd else None, "manual")
+
+    def capture_image(self, jpeg: bytes, event_id: str | None, trigger: Trigger) -> None:
+        """One snapshot of a JPEG from outside the frame loop (a shown photo, a Frigate event): an event
+        of its own, spooled and published like a burst of one."""
+        if not self.enabled:
+            log.info("camera %s disabled: %s snapshot dropped", self.camera, trigger)
+            return
+        width, height = jpeg_size(jpeg)
+        event_id = event_id if event_id and FILE_SAFE_ID_RE.match(event_id) else new_id()
+        meta = SnapshotMeta(
+            camera=self.camera,
+            event_id=event_id,
+            seq=0,
+            burst=1,
+            trigger=trigger,
+            width=width,
+            height=height,
+        )
+        self._publish_motion(event_id, "start", trigger, None)
+        self.sender.submit(Snapshot(jpeg, meta))
+        self._publish_motion(event_id, "end", trigger, None)
 
     # -- the frame loop
     def _run(self) -> None:
@@ -186,7 +259,8 @@ class CameraService:
         # will probably start an event on this very frame), gets this frame's full image.
         frame = self.source.read(want_main=self._main_wanted)
         if frame is None:
-            return False
+            # A live source had no frame for a while (its stream is down and being reopened): go on.
+            return bool(getattr(self.source, "live", False))
         self._on_frame(frame, self._clock())
         return True
 
@@ -254,9 +328,7 @@ class CameraService:
             self._publish_motion(self._event_id, "end", self.settings.trigger, None)
         self._event_id = None
 
-    def _publish_motion(
-        self, event_id: str, state: EventEdge, trigger: TriggerMode, score: float | None
-    ) -> None:
+    def _publish_motion(self, event_id: str, state: EventEdge, trigger: Trigger, score: float | None) -> None:
         event = MotionEvent(camera=self.camera, event_id=event_id, state=state, trigger=trigger, score=score)
         self.bus.publish(self.topics.motion(self.camera), event)
         log.info("camera %s: motion %s (%s) event %s", self.camera, state, trigger, event_id)
@@ -282,3 +354,16 @@ class CameraService:
             self._bursts.popleft()
             if burst.manual:
                 self._publish_motion(burst.event_id, "end", "manual", None)
+
+
+def jpeg_size(jpeg: bytes) -> tuple[int, int]:
+    """(width, height) of a JPEG, or ContractError when it is not one."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(jpeg)) as img:
+            if img.format != "JPEG":
+                raise ContractError(f"not a JPEG but {img.format}")
+            return img.size
+    except (UnidentifiedImageError, OSError):
+        raise ContractError("not a JPEG (unreadable image)") from None

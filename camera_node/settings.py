@@ -1,6 +1,8 @@
 """The `[camera]` config section. Imports only pydantic, the stdlib and the contract: loaded cheaply.
 
-Sub-tables: `[camera.replay]`, `[camera.pir]`, `[camera.motion]`, `[camera.burst]`, `[camera.spool]`.
+Sub-tables: `[camera.replay]`, `[camera.pir]`, `[camera.motion]`, `[camera.burst]`, `[camera.spool]`,
+`[camera.frigate]`. Several cameras in one node: `[[cameras]]` tables with the same keys (each its own
+`id`, motion, mask, burst and credential) instead of `[camera]`.
 Motion sizes are in lores pixels or fractions of the lores frame; the ignore rectangles are fractions,
 so they survive a change of `lores`.
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
@@ -117,15 +120,86 @@ class SpoolSettings(Section):
     max_mb: float = Field(200.0, gt=0, description="Disk bound of that spool, in MB; the oldest go first.")
 
 
+class FrigateSettings(Section):
+    """source = 'frigate': Frigate's own MQTT broker and its event filter (camera.url is its HTTP API)."""
+
+    host: str = Field("127.0.0.1", description="Host of the MQTT broker Frigate publishes its events on.")
+    port: int = Field(1883, ge=1, le=65535, description="Port of Frigate's MQTT broker.")
+    username: str | None = Field(None, description="User on Frigate's broker (None: anonymous).")
+    password_file: Path | None = Field(
+        None,
+        description="File holding that user's password; default <data_dir>/secrets/frigate-<id>.password "
+        "when it exists.",
+    )
+    topic_prefix: str = Field(
+        "frigate", description="Frigate's mqtt.topic_prefix: events come on <it>/events."
+    )
+    camera: str | None = Field(
+        None, description="Only events of this Frigate camera (its name in Frigate's config); None: all."
+    )
+    labels: list[str] = Field(default_factory=lambda: ["person"], description="Event labels that count.")
+    min_score: float = Field(0.0, ge=0, le=1, description="Skip events whose top_score is below this.")
+
+
+Source = Literal["replay", "picamera2", "rtsp", "http", "mjpeg", "usb", "frigate"]
+URL_SCHEMES: dict[str, tuple[str, ...]] = {
+    "rtsp": ("rtsp", "rtsps"),
+    "http": ("http", "https"),
+    "mjpeg": ("http", "https"),
+    "frigate": ("http", "https"),
+}
+
+
 class CameraSettings(Section):
     id: str = Field("door", description="Camera id, one topic level: 1-32 of a-z, 0-9, '_', '-'.")
     enabled: bool = Field(True, description="Initial state; later changes over MQTT are kept in data_dir.")
-    source: Literal["replay", "picamera2"] = Field(
-        "replay", description="'picamera2' on a Raspberry Pi; 'replay' plays images from replay.dir."
+    source: Source = Field(
+        "replay",
+        description="'picamera2' on a Raspberry Pi; 'replay' plays images from replay.dir; 'rtsp' an IP "
+        "camera's stream (url, substream_url); 'http' a snapshot URL polled fps times a second; 'mjpeg' an "
+        "MJPEG stream over HTTP; 'usb' a V4L2 webcam (device); 'frigate' snapshots of Frigate's person "
+        "events (url: Frigate's HTTP API; [camera.frigate]). See docs/cameras.md.",
+    )
+    url: str | None = Field(
+        None,
+        description="rtsp/http/mjpeg: the stream or snapshot address, without the password (that goes in "
+        "password_file); frigate: Frigate's HTTP API, e.g. http://frigate.lan:5000.",
+    )
+    substream_url: str | None = Field(
+        None,
+        description="rtsp: the camera's low-resolution substream, for motion detection (None: the main "
+        "stream, scaled down to lores).",
+    )
+    device: str = Field("/dev/video0", description="usb: the V4L2 device.")
+    username: str | None = Field(None, description="User for the camera's stream or snapshot URL.")
+    password_file: Path | None = Field(
+        None,
+        description="File holding the camera's password (mode 600); default "
+        "<data_dir>/secrets/camera-<id>.password when it exists. Never logged: URLs show user:***@.",
+    )
+    auth: Literal["basic", "digest"] = Field(
+        "digest",
+        description="http: the snapshot URL's authentication ('digest' also answers a camera that asks for "
+        "basic; 'basic' sends the password up front). mjpeg and rtsp answer either by themselves (FFmpeg).",
+    )
+    rtsp_transport: Literal["tcp", "udp"] = Field(
+        "tcp", description="rtsp: RTP over the RTSP connection (tcp, through NAT and Wi-Fi) or udp."
+    )
+    timeout_s: float = Field(
+        10.0, gt=0, le=120, description="Opening a stream or fetching a snapshot fails after this long."
+    )
+    reopen_max_s: float = Field(
+        60.0, ge=1, le=3600, description="Longest pause between attempts to reopen a failed source."
     )
     resolution: Size = Field((1920, 1080), description="Full-resolution (main stream) size, width x height.")
     lores: Size = Field((320, 240), description="Low-resolution stream for motion detection, width x height.")
-    fps: float = Field(10.0, gt=0, le=120, description="Camera frame rate (picamera2).")
+    fps: float = Field(
+        10.0,
+        gt=0,
+        le=120,
+        description="Frame rate (picamera2, usb); for rtsp/mjpeg the motion-detection rate (the stream is "
+        "decimated to it); for http the polling rate.",
+    )
     trigger: TriggerMode = Field(
         "motion",
         description="'pir', 'motion' (frame differencing), 'pir+motion' (PIR arms, frames confirm), "
@@ -164,6 +238,7 @@ class CameraSettings(Section):
     motion: MotionSettings = Field(default_factory=MotionSettings)
     burst: BurstSettings = Field(default_factory=BurstSettings)
     spool: SpoolSettings = Field(default_factory=SpoolSettings)
+    frigate: FrigateSettings = Field(default_factory=FrigateSettings)
 
     @field_validator("id")
     @classmethod
@@ -184,4 +259,25 @@ class CameraSettings(Section):
     def _consistent(self) -> Self:
         if self.lores[0] > self.resolution[0] or self.lores[1] > self.resolution[1]:
             raise ValueError(f"lores {self.lores} must not be larger than resolution {self.resolution}")
+        for key in ("url", "substream_url"):
+            if (url := getattr(self, key)) is not None:
+                _check_url(key, url, self.source)
+        if self.source in URL_SCHEMES and self.url is None:
+            raise ValueError(f"source = {self.source!r} needs camera.url")
+        if self.substream_url is not None and self.source != "rtsp":
+            raise ValueError("substream_url is for source = 'rtsp'")
         return self
+
+
+def _check_url(key: str, url: str, source: str) -> None:
+    """A stream address: the scheme its source speaks, and no password (secrets never sit in the config)."""
+    parts = urlsplit(url)
+    schemes = URL_SCHEMES.get(source)
+    if (schemes and parts.scheme not in schemes) or not parts.hostname:
+        wanted = " or ".join(f"{s}://host/..." for s in schemes or ("rtsp", "http"))
+        raise ValueError(f"{key} for source = {source!r} must look like {wanted}")
+    if parts.password is not None:
+        raise ValueError(
+            f"{key} holds a password: put the user in camera.username and the password in a file "
+            "named by camera.password_file (secrets never go in the config)"
+        )

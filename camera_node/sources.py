@@ -1,4 +1,5 @@
-"""Where frames come from: a Raspberry Pi camera (picamera2) or a directory of images (replay).
+"""Where frames come from: a Raspberry Pi camera (picamera2) or a directory of images (replay); the
+IP cameras, webcams and Frigate are in `streams` and `frigate`.
 
 Each read gives the lores luma plane for motion detection and, only when asked (snapshots), the
 full-resolution image: copying a 1080p frame every time would cost more than the detection itself.
@@ -205,10 +206,23 @@ class Picamera2Source:
             cam.close()
 
 
-def make_source(settings: CameraSettings) -> FrameSource:
-    """The frame source the config asks for; raises ValueError/RuntimeError with a readable reason."""
+def make_source(
+    settings: CameraSettings, data_dir: Path | None = None, on_state: Callable[..., None] | None = None
+) -> FrameSource:
+    """The frame source the config asks for; raises ValueError/RuntimeError with a readable reason.
+
+    Live sources (IP cameras, webcams, Frigate) find the camera's password under `data_dir` and report
+    their state (online, offline, error and why) through `on_state`."""
     if settings.source == "picamera2":
         return Picamera2Source(settings.resolution, settings.lores, settings.fps)
+    if settings.source == "frigate":
+        from camera_node.frigate import FrigateSource
+
+        return FrigateSource.from_settings(settings, data_dir, on_state)
+    if settings.source != "replay":
+        from camera_node.streams import make_live_source
+
+        return make_live_source(settings, data_dir, on_state)
     r = settings.replay
     if r.dir is None:
         raise ValueError("camera.source = 'replay' needs camera.replay.dir (a directory of images)")

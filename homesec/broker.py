@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from homesec.config import node_client_id, node_user
+from homesec.config import Config, node_client_id, node_user
 from homesec.contract import Role, Topics, node_name
 from homesec.files import write_atomic
 
@@ -63,7 +63,7 @@ class Account:
 
     @property
     def bound(self) -> bool:
-        return self.bind and self.role not in (Role.ADMIN, Role.VIEWER)
+        return self.bind and self.role not in (Role.ADMIN, Role.VIEWER, Role.HOMEASSISTANT)
 
 
 def deployment_accounts(cameras: Iterable[str], recognizers: Iterable[str]) -> list[Account]:
@@ -76,12 +76,16 @@ def deployment_accounts(cameras: Iterable[str], recognizers: Iterable[str]) -> l
         Account(node_user(node_name(Role.NOTIFIER, "main")), Role.NOTIFIER, "main"),
         Account(str(Role.ADMIN), Role.ADMIN),
         Account(str(Role.VIEWER), Role.VIEWER),
+        # Home Assistant's MQTT integration (it picks its own client id) and the bridge that announces
+        # homesec to it (homeassistant_node).
+        Account(str(Role.HOMEASSISTANT), Role.HOMEASSISTANT),
+        Account(node_user(node_name(Role.HA_BRIDGE, "main")), Role.HA_BRIDGE, "main"),
     ]
     return accounts
 
 
 def _camera_rules(t: Topics, camera: str) -> list[Rule]:
-    own = [t.snapshot(camera), t.motion(camera), t.camera_enabled(camera)]
+    own = [t.snapshot(camera), t.motion(camera), t.camera_enabled(camera), t.camera_state(camera)]
     own += [t.available(f"{Role.CAMERA}/{camera}"), t.error(f"{Role.CAMERA}/{camera}")]
     return [
         *[(True, "publish", topic) for topic in own],
@@ -106,6 +110,7 @@ def _recognizer_rules(t: Topics, instance: str) -> list[Rule]:
         *[(True, "subscribe", topic) for topic in [t.all_available, t.armed, t.camera_enabled("+")]],
         (True, "publish", t.armed_cmd),
         (True, "publish", t.camera_cmd_enable("+")),
+        (True, "publish", t.camera_cmd_capture("+")),  # the web page's capture button
     ]
 
 
@@ -128,10 +133,38 @@ def _notifier_rules(t: Topics, instance: str) -> list[Rule]:
     ]
 
 
+def _ha_bridge_rules(t: Topics, instance: str) -> list[Rule]:
+    """The bridge reads state and results (no photo) and writes discovery configs and derived state."""
+    node = f"{Role.HA_BRIDGE}/{instance}"
+    own = [t.ha_all_discovery, t.ha_visit("+"), t.ha_last_person("+"), t.ha_last_seen("+")]
+    own += [t.ha_recognizers, t.available(node), t.error(node)]
+    # Its own configs (retained) tell it, after a restart, which forgotten person to remove.
+    reads = [t.all_available, t.all_results, t.gallery, t.ha_all_discovery, t.ha_status]
+    return [
+        *[(True, "publish", topic) for topic in own],
+        *[(True, "subscribe", topic) for topic in reads],
+    ]
+
+
+def _homeassistant_rules(t: Topics) -> list[Rule]:
+    """Home Assistant reads what its entities show, including the photos of the image entities (it is the
+    household's own screen, as Telegram is the notifier's); it writes only the commands its switches and
+    buttons send, and its own birth message."""
+    cameras = [t.motion("+"), t.camera_enabled("+"), t.camera_state("+"), t.snapshot("+"), t.alert("+")]
+    derived = [t.ha_visit("+"), t.ha_last_person("+"), t.ha_last_seen("+"), t.ha_recognizers]
+    reads = [f"{t.discovery_prefix}/#", t.all_available, t.armed, t.gallery, *cameras, *derived]
+    commands = [t.armed_cmd, t.camera_cmd_enable("+"), t.camera_cmd_capture("+"), t.ha_status]
+    return [
+        *[(True, "subscribe", topic) for topic in reads],
+        *[(True, "publish", topic) for topic in commands],
+    ]
+
+
 def _no_photos(t: Topics) -> list[Rule]:
     """Snapshots and alerts carry photos of the people at the door: the recognizer reads the first, the
-    notifier the second, and nobody else."""
-    return [(False, "subscribe", t.all_snapshots), (False, "subscribe", t.all_alerts)]
+    notifier the second, and nobody else. A photo shown to a camera (`cmd/show`) goes to its camera only."""
+    photos = [t.all_snapshots, t.all_alerts, t.camera_cmd_show("+")]
+    return [(False, "subscribe", topic) for topic in photos]
 
 
 def rules_for(account: Account, t: Topics) -> list[Rule]:
@@ -144,6 +177,10 @@ def rules_for(account: Account, t: Topics) -> list[Rule]:
         return _recognizer_rules(t, account.instance)
     if account.role == Role.NOTIFIER:
         return _notifier_rules(t, account.instance)
+    if account.role == Role.HA_BRIDGE:
+        return _ha_bridge_rules(t, account.instance)
+    if account.role == Role.HOMEASSISTANT:
+        return _homeassistant_rules(t)
     everything: Rule = (True, "subscribe", f"{t.prefix}/#")
     if account.role == Role.VIEWER:
         return [*_no_photos(t), everything]
@@ -152,6 +189,7 @@ def rules_for(account: Account, t: Topics) -> list[Rule]:
         t.train_raw_filter,
         t.gallery_cmd.rsplit("/", 1)[0] + "/#",
         t.camera_cmd_capture("+"),
+        t.camera_cmd_show("+"),
     ]
     commands += [t.camera_cmd_enable("+"), t.armed_cmd.rsplit("/", 1)[0] + "/#"]
     return [*_no_photos(t), everything, *[(True, "publish", topic) for topic in commands]]
@@ -204,10 +242,12 @@ def render_dynsec(accounts: list[Account], passwords: dict[str, str], topics: To
 
 WHY = {
     Role.CAMERA: "publishes its own snapshots and motion only; reads its own commands and results",
-    Role.RECOGNIZER: "the only reader of snapshots (secret shared group); its HTTP API may arm, enable",
+    Role.RECOGNIZER: "the only reader of snapshots (secret shared group); its HTTP API may arm, enable, capture",
     Role.NOTIFIER: "reads alerts and state; the Telegram bot may train, capture, forget",
     Role.ADMIN: "the `homesec` command line: sends commands, reads everything but photos",
     Role.VIEWER: "read-only, for debugging with mosquitto_sub; no photos",
+    Role.HOMEASSISTANT: "Home Assistant: reads what its entities show; writes only arm, enable, capture",
+    Role.HA_BRIDGE: "announces homesec to Home Assistant: discovery configs and derived state; no photos",
 }
 
 
@@ -329,6 +369,13 @@ def known_instances(secrets_dir: Path, role: Role) -> list[str]:
     return [p.name[len(head) : -len(".password")] for p in secrets_dir.glob(f"{head}*.password")]
 
 
+def discovery_prefix(config: Config) -> str:
+    """Home Assistant's discovery prefix from the `[homeassistant]` section when the bridge is installed
+    (read by name: the core imports no node package), for the homeassistant account's rules."""
+    section = getattr(config, "homeassistant", None)
+    return str(getattr(section, "discovery_prefix", Topics.discovery_prefix))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -361,6 +408,7 @@ def prepare_local_broker(
     recognizers: Iterable[str] = ("main",),
     extra: Iterable[Account] = (),
     group: str | None = None,
+    discovery_prefix: str = Topics.discovery_prefix,
 ) -> BrokerFiles:
     """Accounts, group secret and config for a broker run from `directory` (its secrets/ and broker/
     folders). Cameras and recognizers that have a password already keep their accounts."""
@@ -377,9 +425,8 @@ def prepare_local_broker(
     (broker_dir / "db").mkdir(parents=True, exist_ok=True)
     dynsec = broker_dir / DYNSEC_FILE
     # Hashes only, in the private data dir; readable so the docker image's broker (uid 1883) loads it.
-    write_atomic(
-        dynsec, render_dynsec(accounts, passwords, Topics(prefix, share_group=group)).encode(), 0o644
-    )
+    topics = Topics(prefix, share_group=group, discovery_prefix=discovery_prefix)
+    write_atomic(dynsec, render_dynsec(accounts, passwords, topics).encode(), 0o644)
     conf = broker_dir / "mosquitto.conf"
     body = render_conf(
         port=port,
@@ -411,7 +458,11 @@ class MosquittoProcess:
 
     def start(self, timeout: float = 10.0) -> None:
         log_fh = open(self.log_file, "ab")  # noqa: SIM115 - lives as long as the process
-        self.proc = subprocess.Popen([self.executable(), "-c", str(self.conf)], stdout=log_fh, stderr=log_fh)
+        # A session of its own: a Ctrl-C at the terminal reaches its owner only, which stops the broker
+        # after the nodes (they say `stopped` on it first).
+        self.proc = subprocess.Popen(
+            [self.executable(), "-c", str(self.conf)], stdout=log_fh, stderr=log_fh, start_new_session=True
+        )
         log_fh.close()  # the child has its own copy
         deadline = time.monotonic() + timeout
         while not port_open("127.0.0.1", self.port):

@@ -17,14 +17,30 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from homesec.broker import render_acl, render_container_conf
-from homesec.cliutil import EXIT_FAILED, EXIT_NO_ANSWER, EXIT_OK, EXIT_USAGE, CliError, cli_config, fail
-from homesec.config import Config, ConfigError
+from homesec.broker_cli import add_listen_options, init_port, listen_address, print_next_steps
+from homesec.cli_archive import add_archive_commands
+from homesec.cliutil import (
+    EXIT_FAILED,
+    EXIT_NO_ANSWER,
+    EXIT_OK,
+    EXIT_USAGE,
+    CliError,
+    cli_config,
+    fail,
+    record_broker_port,
+    remote_client,
+)
+from homesec.config import Config, ConfigError, node_sections
 from homesec.contract import (
+    JPEG_CONTENT_TYPE,
     ArmCommand,
     ArmedState,
+    Availability,
+    CameraEnabled,
     CaptureCommand,
     ContractError,
     DeleteLabel,
+    EnableCommand,
     GalleryCommand,
     GalleryResult,
     GallerySummary,
@@ -32,11 +48,15 @@ from homesec.contract import (
     MergeLabels,
     NotLabel,
     RenameLabel,
+    Role,
+    ShowCommand,
     TrainRequest,
     TrainResult,
-    check_label,
+    check_name,
+    meta_property,
     parse,
     split_node,
+    training_request_id,
 )
 from homesec.plugins import node_plugins
 
@@ -47,9 +67,7 @@ log = logging.getLogger("homesec")
 
 
 def _remote(args: argparse.Namespace) -> RemoteClient:
-    from homesec.remote import RemoteClient
-
-    return RemoteClient(cli_config(args))
+    return remote_client(args)
 
 
 # ------------------------------------------------------------------------------------------ broker
@@ -58,28 +76,32 @@ def _remote(args: argparse.Namespace) -> RemoteClient:
 def _instances(config: Config, section: str, given: list[str] | None) -> list[str]:
     """The configured instance of a node section (its `id` or `instance`) and those given on the line."""
     plugin = next((p for p in node_plugins() if p.section == section), None)
-    found = [split_node(plugin.node_name(config.section(plugin.settings)))[1]] if plugin else []
+    sections = node_sections(config, plugin) if plugin else []  # all the [[cameras]]
+    found = [split_node(plugin.node_name(s))[1] for s in sections] if plugin else []
     return [*found, *(given or [])]
 
 
 def cmd_broker_init(args: argparse.Namespace) -> int:
-    from homesec.broker import prepare_local_broker
+    from homesec.broker import discovery_prefix, prepare_local_broker
     from homesec.files import private_dir
 
     config = cli_config(args)
     private_dir(config.data_dir)
     files = prepare_local_broker(
         config.data_dir,
-        args.port or config.mqtt.port,
+        init_port(args, config),
         prefix=config.mqtt.prefix,
+        bind=(bind := listen_address(args, config.data_dir)),
         cameras=_instances(config, "camera", args.camera),
         recognizers=_instances(config, "recognizer", args.recognizer),
+        discovery_prefix=discovery_prefix(config),
     )
+    record_broker_port(config.data_dir, files.port)  # the command line dials this port from now on
     users = ", ".join(a.user for a in files.accounts)
     print(f"accounts: {users}")
     print(f"passwords: {config.data_dir / 'secrets'} (one file per user, mode 600; and the recognizer group)")
     print(f"broker config: {files.conf}")
-    print(f"run it:  mosquitto -c {files.conf}")
+    print_next_steps(files, bind, compose=args.compose)
     return EXIT_OK
 
 
@@ -100,7 +122,10 @@ def _print_train(path: str, result: TrainResult, as_json: bool) -> None:
     if as_json:
         print(json.dumps({"path": path, **result.model_dump(mode="json")}))
     elif result.ok:
-        print(f"{path}: enrolled as {result.label!r} (enrollment {result.enrollment_id})")
+        shown = repr(result.name or result.label)
+        if result.name not in (None, result.label):  # a name in another script: the id to type, too
+            shown += f" (label {result.label!r})"
+        print(f"{path}: enrolled as {shown} (enrollment {result.enrollment_id})")
     else:
         hint = (
             " (--force)"
@@ -112,11 +137,33 @@ def _print_train(path: str, result: TrainResult, as_json: bool) -> None:
         print(f"{path}: refused: {result.reason}{hint}")
 
 
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def photos_in(paths: list[str]) -> tuple[list[str], list[str]]:
+    """The photos named, a directory standing for the photos in it (sorted by name, not its
+    sub-directories); and the directories without any."""
+    photos, empty = [], []
+    for given in paths:
+        path = Path(given)
+        if not path.is_dir():
+            photos.append(given)
+            continue
+        found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES)
+        photos += [str(p) for p in found]
+        if not found:
+            empty.append(given)
+    return photos, empty
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    label = check_label(args.label)
-    failed = 0
+    label = check_name(args.label)
+    images, empty = photos_in(args.images)
+    for folder in empty:
+        print(f"{folder}: no photo in it (.jpg, .jpeg, .png)", file=sys.stderr)
+    failed = len(empty)
     with _remote(args) as remote:
-        for image in args.images:
+        for image in images:
             path = Path(image)
             try:
                 data = path.read_bytes()
@@ -125,6 +172,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                 failed += 1
                 continue
             req = TrainRequest(
+                # the same id for the same photo: training it again after a timeout does not enroll twice
+                request_id=training_request_id(label, data, largest=args.largest, force=args.force),
                 label=label,
                 image_b64=base64.b64encode(data).decode(),
                 largest=args.largest,
@@ -150,19 +199,22 @@ def cmd_labels(args: argparse.Namespace) -> int:
         print("no one is enrolled yet: `homesec train NAME photo.jpg`")
     else:
         for label, count in sorted(result.labels.items()):
-            print(f"{label}\t{count} photo{'s' if count != 1 else ''}")
+            name = result.names.get(label, label)
+            also = "" if name == label else f"\t(label {label})"
+            print(f"{name}\t{count} photo{'s' if count != 1 else ''}{also}")
         for label, count in sorted(result.negatives.items()):
             print(f"not {label}\t{count} face{'s' if count != 1 else ''} marked as not them")
         for c in result.conflicts:  # one person under two names is ambiguous, so unknown, at every sighting
+            one, other = result.names.get(c.label, c.label), result.names.get(c.other, c.other)
             print(
-                f"conflict: {c.label} and {c.other} look alike ({c.similarity:.2f}); "
-                f"if they are one person: homesec merge {c.label!r} {c.other!r}"
+                f"conflict: {one} and {other} look alike ({c.similarity:.2f}); "
+                f"if they are one person: homesec merge {one!r} {other!r}"
             )
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    result = _gallery(args, MergeLabels(label=check_label(args.label), into=check_label(args.into)))
+    result = _gallery(args, MergeLabels(label=check_name(args.label), into=check_name(args.into)))
     if args.json:
         print(result.model_dump_json())
     else:
@@ -171,7 +223,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_not(args: argparse.Namespace) -> int:
-    label = check_label(args.label)
+    label = check_name(args.label)
     if args.photo is not None:
         try:
             image = base64.b64encode(Path(args.photo).read_bytes()).decode()
@@ -193,24 +245,33 @@ def cmd_not(args: argparse.Namespace) -> int:
 
 
 def cmd_forget(args: argparse.Namespace) -> int:
-    result = _gallery(args, DeleteLabel(label=check_label(args.label)))
+    result = _gallery(args, DeleteLabel(label=check_name(args.label)))
     photos = f"{result.removed} photo{'s' if result.removed != 1 else ''}"
-    print(f"forgot {args.label!r} ({photos})" if result.ok else f"refused: {result.reason}")
+    _print_result(args, result, f"forgot {args.label!r} ({photos})")
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
 def cmd_rename(args: argparse.Namespace) -> int:
-    result = _gallery(args, RenameLabel(label=check_label(args.old), new_label=check_label(args.new)))
-    print(f"renamed {args.old!r} to {args.new!r}" if result.ok else f"refused: {result.reason}")
+    result = _gallery(args, RenameLabel(label=check_name(args.old), new_label=check_name(args.new)))
+    _print_result(args, result, f"renamed {args.old!r} to {args.new!r}")
     return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def _print_result(args: argparse.Namespace, result: GalleryResult, done: str) -> None:
+    """The answer as JSON with --json, else what was done or why it was refused."""
+    if args.json:
+        print(result.model_dump_json())
+    else:
+        print(done if result.ok else f"refused: {result.reason}")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     with _remote(args) as remote:
         t = remote.topics
-        nodes = {t.node_from_available(m.topic): m.payload.decode() for m in remote.retained(t.all_available)}
+        nodes = remote.nodes()
         gallery = remote.retained(t.gallery, settle=0.1)
         armed = remote.retained(t.armed, settle=0.1)
+        where = _broker_of(remote)
     status: dict[str, object] = {"nodes": nodes}
     if gallery:
         status["gallery"] = parse(GallerySummary, gallery[-1].payload).labels
@@ -219,12 +280,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     extra = _plugin_status(cli_config(args))
     status.update(extra)
     if args.json:
-        print(json.dumps(status))
+        print(json.dumps(status))  # the state as found, for a script to judge (`"nodes": {}` included)
         return EXIT_OK
     for node, state in sorted(nodes.items()):
         print(f"{node:<24} {state}")
-    if not nodes:
-        print("no node has ever connected to this broker")
+    if not nodes:  # the wrong broker, most likely: this one never heard of homesec
+        raise CliError(
+            f"no node has ever connected to the broker at {where}: is `homesec up` (or are the nodes) "
+            "running, and is this their data dir? (`homesec config check --show` shows which broker "
+            "and data dir this command uses)"
+        )
     if "armed" in status:
         print(f"armed: {'yes' if status['armed'] else 'no'}")
     if "gallery" in status:
@@ -246,21 +311,96 @@ def _plugin_status(config: Config) -> dict[str, dict[str, str]]:
     return found
 
 
-def _send(args: argparse.Namespace, topic_of: Callable[..., str], payload: object) -> int:
-    with _remote(args) as remote:
-        topic = topic_of(remote.topics)
-        if not remote.bus.publish_confirmed(topic, payload):  # type: ignore[arg-type]
-            raise CliError(f"the broker refused {topic}")
-    print(f"sent to {topic}")
-    return EXIT_OK
+def _broker_of(remote: RemoteClient) -> str:
+    settings = remote.bus.settings
+    return f"{settings.host}:{settings.port}"
 
 
 def cmd_arm(args: argparse.Namespace) -> int:
-    return _send(args, lambda t: t.armed_cmd, ArmCommand(armed=args.command == "arm", by="cli"))
+    """Arm or disarm, and wait for the notifier to say it did (its retained armed state)."""
+    wanted = args.command == "arm"
+    with _remote(args) as remote:
+        t = remote.topics
+        msg = remote.command(
+            t.armed_cmd,
+            ArmCommand(armed=wanted, by="cli"),
+            t.armed,
+            lambda m: (s := parse(ArmedState, m.payload)).armed == wanted and s.by == "cli",
+            args.timeout,
+        )
+    state = parse(ArmedState, msg.payload)
+    print(state.model_dump_json() if args.json else f"{'armed' if state.armed else 'disarmed'} (confirmed)")
+    return EXIT_OK
+
+
+def _camera_online(remote: RemoteClient, camera: str) -> None:
+    """Refuse a command for a camera that is unknown, or known but not running."""
+    cameras = {
+        split_node(node)[1]: state
+        for node, state in remote.nodes().items()
+        if split_node(node)[0] == Role.CAMERA
+    }
+    if camera not in cameras:
+        known = ", ".join(sorted(cameras)) or "none has ever connected"
+        raise CliError(f"no camera {camera!r} (known cameras: {known}; `homesec status`)")
+    if cameras[camera] != Availability.ONLINE:
+        raise CliError(f"camera {camera!r} is {cameras[camera]}: nothing sent (`homesec status`)")
+
+
+def _capture_message(args: argparse.Namespace) -> tuple[CaptureCommand | ShowCommand, bytes | None]:
+    """The capture command, or with `--image` the photo to show the camera (a JPEG) and its `meta`."""
+    if args.image is None:
+        return CaptureCommand(), None
+    try:
+        jpeg = Path(args.image).read_bytes()
+    except OSError as exc:
+        raise CliError(f"{args.image}: cannot read: {exc.strerror}") from None
+    if jpeg[:2] != b"\xff\xd8":
+        raise CliError(f"{args.image}: not a JPEG (the camera shows JPEG photos)", EXIT_USAGE)
+    return ShowCommand(), jpeg
 
 
 def cmd_capture(args: argparse.Namespace) -> int:
-    return _send(args, lambda t: t.camera_cmd_capture(args.camera), CaptureCommand())
+    cmd, jpeg = _capture_message(args)
+    with _remote(args) as remote:
+        _camera_online(remote, args.camera)
+        t = remote.topics
+        if jpeg is None:
+            topic = t.camera_cmd_capture(args.camera)
+            sent = remote.bus.publish_confirmed(topic, cmd)
+        else:  # the camera treats the photo as a capture of its own (docs/mqtt.md, cmd/show)
+            topic = t.camera_cmd_show(args.camera)
+            sent = remote.bus.publish_confirmed(
+                topic, jpeg, user_properties=meta_property(cmd), content_type=JPEG_CONTENT_TYPE
+            )
+        if not sent:
+            raise CliError(f"the broker refused {topic}")
+    if args.json:
+        print(json.dumps({"camera": args.camera, "request_id": cmd.request_id, "sent": True}))
+    else:
+        print(f"capture asked of {args.camera}: its photos go through the recognizer (`homesec visits`)")
+    return EXIT_OK
+
+
+def cmd_enable(args: argparse.Namespace) -> int:
+    """Enable or disable a camera, and wait for it to say so (its retained enabled state)."""
+    wanted = args.command == "enable"
+    with _remote(args) as remote:
+        _camera_online(remote, args.camera)
+        t = remote.topics
+        msg = remote.command(
+            t.camera_cmd_enable(args.camera),
+            EnableCommand(enabled=wanted),
+            t.camera_enabled(args.camera),
+            lambda m: parse(CameraEnabled, m.payload).enabled == wanted,
+            args.timeout,
+        )
+    state = parse(CameraEnabled, msg.payload)
+    if args.json:
+        print(state.model_dump_json())
+    else:
+        print(f"camera {state.camera} {'enabled' if state.enabled else 'disabled'} (confirmed)")
+    return EXIT_OK
 
 
 # ------------------------------------------------------------------------------------------- config
@@ -298,7 +438,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = sub.add_parser("up", help="run broker + all nodes locally (demo camera unless configured)")
-    up.add_argument("--port", type=int, help="broker port (default: a free one, 1883 being often taken)")
+    up.add_argument(
+        "--port", type=int, help="broker port, which must be free (default: 18830, or a free one when taken)"
+    )
     up.add_argument("--demo-dir", type=Path, help="replay these images as the camera")
     up.add_argument("--no-enroll", action="store_true", help="do not enroll the demo owner")
     up.set_defaults(func=cmd_up)
@@ -310,6 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--port", type=int)
     init.add_argument("--camera", action="append", metavar="ID", help="an account for this camera too")
     init.add_argument("--recognizer", action="append", metavar="ID", help="an account for this replica too")
+    add_listen_options(init)
     init.set_defaults(func=cmd_broker_init)
     render = broker.add_parser("render", help="write the shipped mosquitto/ files (for docker-compose)")
     render.add_argument("--out", type=Path, default=Path("mosquitto"))
@@ -329,7 +472,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = remote("train", "enroll LABEL from photos (through the running recognizer)", cmd_train)
     train.add_argument("label")
-    train.add_argument("images", nargs="+", metavar="IMAGE")
+    train.add_argument(
+        "images", nargs="+", metavar="IMAGE", help="a photo, or a directory: its .jpg/.jpeg/.png photos"
+    )
     train.add_argument("--largest", action="store_true", help="several faces: enroll the largest")
     train.add_argument(
         "--force", action="store_true", help="enroll even when the face already looks like someone else"
@@ -350,10 +495,20 @@ def build_parser() -> argparse.ArgumentParser:
     not_.add_argument("--face", type=int, default=0, help="the face's index in the result (default 0)")
     not_.add_argument("--photo", metavar="PHOTO", help="or: a photo of the person who is not LABEL")
     remote("status", "nodes online, armed state, enrolled people", cmd_status)
-    remote("arm", "send alerts", cmd_arm)
-    remote("disarm", "stop sending alerts", cmd_arm)
+    remote("arm", "send alerts (waits for the notifier to confirm)", cmd_arm)
+    remote("disarm", "stop sending alerts (waits for the notifier to confirm)", cmd_arm)
     capture = remote("capture", "take a snapshot burst now", cmd_capture)
     capture.add_argument("camera", nargs="?", default="door")
+    capture.add_argument(
+        "--image", metavar="FILE", help="show the camera this JPEG instead: it is taken as its snapshot"
+    )
+    for verb, what in (
+        ("enable", "a camera takes snapshots and alerts again"),
+        ("disable", "a camera takes no snapshots (no alerts) until enabled"),
+    ):
+        camera = remote(verb, f"{what} (waits for it to confirm)", cmd_enable)
+        camera.add_argument("camera", metavar="CAMERA")
+    add_archive_commands(remote)
 
     cfg = sub.add_parser("config", help="validate the configuration").add_subparsers(
         dest="cfg", required=True
@@ -380,7 +535,19 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(exc), EXIT_USAGE)
     except NoAnswer as exc:
         return fail(str(exc), EXIT_NO_ANSWER)
+    except BrokenPipeError:  # `homesec visits --json | head`: the reader has had enough
+        _quiet_stdout()
+        return EXIT_FAILED
     except (CliError, ConnectionError) as exc:
         return fail(str(exc), getattr(exc, "code", EXIT_FAILED))
     except KeyboardInterrupt:
         return 130
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so flushing it at exit does not fail on the closed pipe again."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)

@@ -7,12 +7,16 @@ and reports the same way.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from homesec.config import Config, load_config
 from homesec.settings import Section
+
+if TYPE_CHECKING:
+    from homesec.remote import RemoteClient
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_ANSWER = 0, 1, 2, 3
 
@@ -36,16 +40,111 @@ def cli_config(args: argparse.Namespace) -> Config:
     return with_local_broker(load_config(getattr(args, "config", None)))
 
 
-def with_local_broker(config: Config) -> Config:
-    """Talk to the broker `homesec up` runs (its port is in the data dir) unless a port was configured."""
-    port_file = config.data_dir / "broker" / "port"
-    if "port" in config.mqtt.model_fields_set or not port_file.exists():
-        return config
+PORT_FILE = Path("broker") / "port"  # under the data dir: the port of the broker its config is for
+OWNER_FILE = Path("broker") / "up.pid"  # the `homesec up` that wrote PORT_FILE (none: `broker init` did)
+
+
+def record_broker_port(data_dir: Path, port: int, owner: int | None = None) -> None:
+    """Say which port the data dir's broker listens on, for the commands run later. `owner`: the pid of
+    the `homesec up` that runs it (the port is then trusted only while that process lives)."""
+    from homesec.files import write_atomic
+
+    (data_dir / PORT_FILE).parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(data_dir / PORT_FILE, f"{port}\n".encode())
+    if owner is None:
+        (data_dir / OWNER_FILE).unlink(missing_ok=True)
+    else:
+        write_atomic(data_dir / OWNER_FILE, f"{owner}\n".encode())
+
+
+def forget_broker_port(data_dir: Path, owner: int) -> None:
+    """`homesec up` ends: its port is no longer anyone's (unless another run took the files over)."""
+    if _owner(data_dir) == owner:
+        (data_dir / PORT_FILE).unlink(missing_ok=True)
+        (data_dir / OWNER_FILE).unlink(missing_ok=True)
+
+
+def local_broker_port(data_dir: Path) -> int | None:
+    """The port recorded in the data dir, None when there is none or it is stale (its `up` is gone)."""
     try:
-        port = int(port_file.read_text())
-    except ValueError:
+        port = int((data_dir / PORT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    owner = _owner(data_dir)
+    if owner is not None and not _alive(owner):
+        return None  # left by an `up` that was killed: its broker is gone with it
+    return port
+
+
+def _owner(data_dir: Path) -> int | None:
+    try:
+        return int((data_dir / OWNER_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def with_local_broker(config: Config) -> Config:
+    """Talk to the broker of the data dir (`homesec up`'s, or the one `broker init` configured) unless a
+    port was configured."""
+    if "port" in config.mqtt.model_fields_set:
+        return config
+    port = local_broker_port(config.data_dir)
+    if port is None:
         return config
     return config.model_copy(update={"mqtt": config.mqtt.model_copy(update={"port": port})})
+
+
+def remote_client(args: argparse.Namespace) -> RemoteClient:
+    """The admin's connection to the data dir's broker (see `with_local_broker`), for remote commands."""
+    from homesec.remote import RemoteClient
+
+    config = cli_config(args)
+    need_password(config)
+    return RemoteClient(config, hint=stale_port_note(config))
+
+
+def stale_port_note(config: Config) -> str:
+    """Why the recorded port was not used, when a `homesec up` left it behind and is gone."""
+    port_file = config.data_dir / PORT_FILE
+    if "port" in config.mqtt.model_fields_set or not port_file.exists() or local_broker_port(config.data_dir):
+        return ""
+    return f"; {port_file} names the port of a `homesec up` that is no longer running: start it again"
+
+
+def need_password(config: Config) -> None:
+    """Refuse to go on without the admin password: the project's brokers refuse anonymous clients, so
+    the broker that would answer is someone else's (a system Mosquitto on 1883)."""
+    from homesec.config import mqtt_for_role, password_path
+    from homesec.contract import Role
+
+    settings = mqtt_for_role(config, Role.ADMIN)
+    if settings.password is not None:
+        return
+    user = settings.username or str(Role.ADMIN)
+    raise CliError(
+        f"no MQTT password for the user {user!r}: looked for {password_path(config, user).absolute()} "
+        f"(data dir {config.data_dir.absolute()}, broker {settings.host}:{settings.port}). Run this in the "
+        "directory where `homesec up` runs, or name its data dir (HOMESEC_DATA_DIR=DIR, or `data_dir` "
+        "in --config), or give the password (HOMESEC_MQTT_PASSWORD_FILE)",
+        EXIT_USAGE,
+    )
 
 
 def cli_section(args: argparse.Namespace, model: type[S], **overrides: Any) -> tuple[S, Path]:

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from pydantic import Field, SecretStr, ValidationError, create_model
 
 from homesec.contract import Role
-from homesec.plugins import node_plugins
+from homesec.plugins import NodePlugin, node_plugins
 from homesec.settings import LogSettings, MqttSettings, Section
 
 ENV_PREFIX = "HOMESEC_"
@@ -62,7 +62,21 @@ def config_model() -> type[Config]:
     sections: dict[str, Any] = {
         p.section: (p.settings, Field(default_factory=p.settings)) for p in node_plugins()
     }
+    for p in node_plugins():
+        if p.array:  # `[[cameras]]`: several instances in one node
+            why = f"Several [{p.section}] in one node: [[{p.array}]] tables, each with the keys of [{p.section}]."
+            entries: Any = list[p.settings]  # type: ignore[name-defined]  # a type made at run time
+            sections[p.array] = (entries, Field(default_factory=list, description=why))
     return create_model("Config", __base__=Config, **sections)
+
+
+def node_sections(config: Config, plugin: NodePlugin[S]) -> list[S]:
+    """The instances of `plugin`'s node that `config` runs: its `[[array]]` entries, else its section."""
+    entries: list[S] = getattr(config, plugin.array, []) if plugin.array else []
+    names = [plugin.node_name(entry) for entry in entries]
+    if twice := sorted({name for name in names if names.count(name) > 1}):
+        raise ConfigError(f"[[{plugin.array}]]: two entries are {', '.join(twice)} (each needs its own id)")
+    return list(entries) or [config.section(plugin.settings)]
 
 
 def secret_keys() -> dict[tuple[str, str], str]:
@@ -138,6 +152,12 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
             raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        for plugin in node_plugins():
+            if plugin.array and tree.get(plugin.array) and plugin.section in tree:
+                raise ConfigError(
+                    f"[{plugin.section}] and [[{plugin.array}]]: give one of them (every [[{plugin.array}]] "
+                    f"table takes all the keys of [{plugin.section}])"
+                )
         for (section, key), env_name in secret_keys().items():
             if key in tree.get(section, {}):
                 raise ConfigError(
@@ -174,7 +194,11 @@ def mqtt_for_role(config: Config, role: Role | str) -> MqttSettings:
     password = mqtt.password
     if password is None:
         file = mqtt.password_file or password_path(config, username)
-        if file.exists():
+        try:
+            exists = file.exists()
+        except PermissionError:  # a data dir of another user (docker-compose's `user:`): say so below
+            exists = True
+        if exists:
             password = SecretStr(read_secret_file(file, "mqtt.password_file"))
         elif mqtt.password_file is not None:
             raise ConfigError(f"mqtt.password_file: {file} does not exist")

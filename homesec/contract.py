@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import re
+import unicodedata
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -56,9 +58,10 @@ ID_RE = re.compile(ID_PATTERN)
 # Event and request ids also name files (archive, spool): these are safe as they are.
 FILE_SAFE_ID_RE = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 
-# What a camera can be configured to wait for, and what a snapshot or motion event says started it.
+# What a camera can be configured to wait for, and what a snapshot or motion event says started it
+# ("frigate": an event of Frigate's, for a camera whose source is Frigate).
 TriggerMode = Literal["pir", "motion", "pir+motion", "manual"]
-Trigger = Literal[TriggerMode, "replay"]
+Trigger = Literal[TriggerMode, "replay", "frigate"]
 
 
 class ContractError(ValueError):
@@ -82,7 +85,38 @@ def check_id(value: str, what: str = "id") -> str:
     return value
 
 
-Label = Annotated[str, AfterValidator(check_label)]
+# A person's display name may be in any script (`José`, `李雷`): it is shown, never used as a topic level
+# or a file name. Forbidden: what could pass for a path or a topic wildcard, and invisible characters
+# (except the joiners some scripts spell names with).
+_NAME_FORBIDDEN = ("/", "\\", "+", "#", "..")
+_NAME_JOINERS = frozenset("\u200c\u200d")
+
+
+def _visible(char: str) -> bool:
+    kind = unicodedata.category(char)
+    return char in _NAME_JOINERS or (kind[0] != "C" and kind not in ("Zl", "Zp"))
+
+
+def check_name(name: str) -> str:
+    """Return `name` (NFC, stripped) if it can name a person: a label (`check_label`) or a display name
+    in any script of 1-64 characters starting with a letter or digit; else raise ContractError."""
+    cleaned = unicodedata.normalize("NFC", name).strip()
+    if (
+        not 0 < len(cleaned) <= 64
+        or unicodedata.category(cleaned[0])[0] not in "LN"
+        or not all(_visible(c) for c in cleaned)
+        or any(bad in cleaned for bad in _NAME_FORBIDDEN)
+    ):
+        raise ContractError(
+            f"invalid label {name!r}: a name of 1-64 characters in any script, starting with a letter or "
+            "digit, without '/', '\\', '+', '#', '..' or control characters"
+        )
+    return cleaned
+
+
+# What a request names a person by: their label or their display name (the gallery resolves either;
+# a new name gets a label derived from it, recognizer_node/gallery.py).
+Label = Annotated[str, AfterValidator(check_name)]
 
 
 def new_id() -> str:
@@ -155,6 +189,10 @@ class Role(StrEnum):
     NOTIFIER = "notifier"
     ADMIN = "admin"  # the `homesec` command line: sends commands, reads answers
     VIEWER = "viewer"  # read-only, for debugging with mosquitto_sub
+    # Home Assistant's own MQTT integration: reads state and discovery, sends arm/enable/capture only
+    HOMEASSISTANT = "homeassistant"
+    # the bridge node (homeassistant_node): publishes the discovery configs and the state they derive
+    HA_BRIDGE = "habridge"
 
 
 class Availability(StrEnum):
@@ -187,6 +225,13 @@ class Verdict(StrEnum):
 # --------------------------------------------------------------------------------------------- topics
 
 
+def ha_node_id(prefix: str) -> str:
+    """The node id of homesec's Home Assistant discovery topics: `homesec`, or `homesec_<prefix>` for
+    another prefix (two installations on one broker stay apart)."""
+    tail = re.sub(r"[^a-z0-9]+", "_", prefix.lower()).strip("_")
+    return "homesec" if tail == "homesec" else f"homesec_{tail}"
+
+
 @dataclass(frozen=True)
 class Topics:
     """All topic names, for one prefix. `+` wildcards appear only in subscription filters."""
@@ -194,6 +239,9 @@ class Topics:
     prefix: str = "homesec"
     share_group: str = "recognizer"
     """The recognizers' shared-subscription group: a per-deployment secret (`homesec broker init`)."""
+    discovery_prefix: str = "homeassistant"
+    """Home Assistant's MQTT discovery prefix (`[homeassistant] discovery_prefix`): its topics sit
+    outside homesec's prefix, where Home Assistant looks for them."""
 
     # availability and errors, per node: node is e.g. "camera/door", "recognizer/r1", "notifier/main"
     def available(self, node: str) -> str:
@@ -221,6 +269,14 @@ class Topics:
 
     def camera_cmd_enable(self, camera: str) -> str:
         return f"{self.prefix}/camera/{camera}/cmd/enable"
+
+    def camera_cmd_show(self, camera: str) -> str:
+        """A JPEG the camera treats as a capture of its own (`homesec capture CAMERA --image FILE`)."""
+        return f"{self.prefix}/camera/{camera}/cmd/show"
+
+    def camera_state(self, camera: str) -> str:
+        """The camera's video source: online, offline or error (retained)."""
+        return f"{self.prefix}/camera/{camera}/state"
 
     @property
     def all_snapshots(self) -> str:
@@ -281,6 +337,11 @@ class Topics:
     def search_result(self) -> str:
         return f"{self.prefix}/recognizer/search/result"
 
+    @property
+    def archive_cmd(self) -> str:
+        """Reads of the event archive (visits, visitors): answered on the requester's reply topic only."""
+        return f"{self.prefix}/recognizer/cmd/archive"
+
     # notifier
     @property
     def armed(self) -> str:
@@ -302,6 +363,37 @@ class Topics:
         """MQTT v5 response topic for a requester (the ACL lets the recognizer answer only here)."""
         return f"{self.prefix}/reply/{role}/{client}"
 
+    # Home Assistant (homeassistant_node): discovery under its prefix, derived state under ours
+    def ha_discovery(self, component: str, object_id: str) -> str:
+        """One entity's retained discovery config (an empty retained payload removes the entity)."""
+        return f"{self.discovery_prefix}/{component}/{ha_node_id(self.prefix)}/{object_id}/config"
+
+    @property
+    def ha_all_discovery(self) -> str:
+        return self.ha_discovery("+", "+")
+
+    @property
+    def ha_status(self) -> str:
+        """Home Assistant's birth and last will (`online` / `offline`)."""
+        return f"{self.discovery_prefix}/status"
+
+    def ha_visit(self, camera: str) -> str:
+        """One event per visit decision, for Home Assistant's `event` entity."""
+        return f"{self.prefix}/{Role.HA_BRIDGE}/visit/{camera}"
+
+    def ha_last_person(self, camera: str) -> str:
+        return f"{self.prefix}/{Role.HA_BRIDGE}/last_person/{camera}"
+
+    def ha_last_seen(self, person: str) -> str:
+        """`person` is the label made safe for a topic level and an object id (`rose_a_e55bf3` for
+        `Rose A.`: homeassistant_node.entities.person_id), since labels may hold spaces and dots."""
+        return f"{self.prefix}/{Role.HA_BRIDGE}/last_seen/{person}"
+
+    @property
+    def ha_recognizers(self) -> str:
+        """`online` while at least one recognizer replica is: the availability of what recognition feeds."""
+        return f"{self.prefix}/{Role.HA_BRIDGE}/recognizers"
+
     # parsers: the inverse of the builders above
 
     def levels(self, topic: str) -> list[str]:
@@ -319,10 +411,11 @@ class Topics:
         return node_name(parts[0], parts[1])
 
     def label_from_train_raw(self, topic: str) -> str:
+        """The label or display name (any script) of `<prefix>/train/<label>`."""
         head = self.train + "/"
         if not topic.startswith(head):
             raise ContractError(f"not a training topic: {topic}")
-        return check_label(topic[len(head) :])
+        return check_name(topic[len(head) :])
 
     def camera_from_topic(self, topic: str) -> str:
         """The camera id in `<prefix>/camera/<id>/...` or `<prefix>/recognizer/<kind>/<id>`."""
@@ -445,6 +538,21 @@ class EnableCommand(Payload):
     enabled: bool
 
 
+class ShowCommand(Payload):
+    """`meta` user property of a JPEG on `camera/<camera>/cmd/show` (optional: the JPEG alone will do)."""
+
+    request_id: str = Field(default_factory=new_id)
+
+
+class CameraState(Payload):
+    """Whether a camera's video source delivers frames (retained, per camera)."""
+
+    camera: str
+    state: Literal["online", "offline", "error"]
+    # Why it is offline or in error, e.g. "401 Unauthorized", "connection refused", "no video".
+    reason: str | None = None
+
+
 class Face(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     box: tuple[int, int, int, int]  # x1, y1, x2, y2 in snapshot pixels
@@ -458,6 +566,7 @@ class Face(BaseModel):
     rejected: str | None = None  # why the face was not used for matching (too small, blurred...)
     visitor: str | None = None  # stable id of a recurring unknown face
     visitor_seen_week: int | None = None  # events with this visitor in the last 7 days
+    name: str | None = None  # how the person `label` names is shown (any script: `José`)
 
 
 class VisitState(BaseModel):
@@ -505,6 +614,9 @@ class Alert(Payload):
 class TrainResult(Payload):
     request_id: str
     label: str | None
+    # The enrolled person's display name (any script); `label` is their id. A retry of the same request
+    # id is answered with the first answer, without enrolling again.
+    name: str | None = None
     ok: bool
     reason: str | None = None  # why it was refused
     enrollment_id: int | None = None
@@ -535,10 +647,13 @@ class GalleryResult(Payload):
     negatives: dict[str, int] = Field(default_factory=dict)  # list, not_label: label -> "not them" faces
     enrollment_id: int | None = None  # enroll_face: the new enrollment
     conflicts: list[LabelConflict] = Field(default_factory=list)  # list: labels that match each other
+    negative_id: int | None = None  # not_label: the negative kept (undo_not takes it back); undo_not: it
+    names: dict[str, str] = Field(default_factory=dict)  # label -> display name, for every label listed
 
 
 class GallerySummary(Payload):
     labels: dict[str, int]  # label -> number of enrollments
+    names: dict[str, str] = Field(default_factory=dict)  # label -> display name (any script)
     enrollments: int
     model: str
 
@@ -563,6 +678,48 @@ class Delivered(Payload):
     grouped: int = 1  # photos of the same event folded into this one
 
 
+# What the Home Assistant bridge (homeassistant_node) derives from the results, for its entities.
+
+VisitEventType = Literal["known_person", "unknown_person", "no_face"]
+
+
+class VisitEvent(Payload):
+    """A visit's decision (and each later revision of it), for Home Assistant's `event` entity: every
+    field but `event_type` becomes an attribute of the event."""
+
+    event_type: VisitEventType  # `too_small` visits are `no_face` (no face to judge), see `verdict`
+    camera: str
+    event_id: str
+    verdict: Verdict
+    labels: list[str] = Field(default_factory=list)  # the people named in the visit (their ids)
+    names: list[str] = Field(default_factory=list)  # their display names, in the same order
+    similarities: list[float] = Field(default_factory=list)  # each one's best similarity, same order
+    visitors: list[str] = Field(default_factory=list)  # recurring unknown visitors seen in the visit
+    frames: int = Field(default=1, ge=1)
+    revision: int = Field(default=0, ge=0)
+
+
+class LastPerson(Payload):
+    """Who came last to a camera (retained): a named person, or a stranger (`label` null)."""
+
+    camera: str
+    event_id: str
+    label: str | None
+    name: str  # the display name, or "unknown"
+    similarity: float | None = None
+    visitor: str | None = None
+
+
+class LastSeen(Payload):
+    """When an enrolled person was last named (retained, per person); `ts` is that result's time."""
+
+    label: str
+    name: str
+    camera: str
+    event_id: str
+    similarity: float | None = None
+
+
 class SearchHit(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     event_id: str
@@ -578,6 +735,36 @@ class SearchResult(Payload):
     ok: bool
     reason: str | None = None
     hits: list[SearchHit] = Field(default_factory=list)
+
+
+class ArchiveQuery(Payload):
+    """A read of the event archive: the events (visits) that match the filters, newest first, or the
+    recurring unknown visitors, most recently seen first. The same filters as the HTTP API's
+    `/api/events` and `/api/visitors` (docs/http.md)."""
+
+    request_id: str = Field(default_factory=new_id)
+    what: Literal["events", "visitors"]
+    camera: str | None = None
+    verdict: Verdict | None = None  # events with a snapshot of this verdict
+    label: str | None = None  # events where this person was named
+    visitor: int | None = Field(default=None, ge=0)  # events where this unknown visitor was seen
+    since: Timestamp | None = None  # snapshots taken at or after
+    until: Timestamp | None = None  # snapshots taken before
+    offset: int = Field(default=0, ge=0)
+    limit: int = Field(default=50, ge=1, le=500)
+
+
+class ArchiveAnswer(Payload):
+    """The answer to an ArchiveQuery. `events` and `visitors` hold the objects the HTTP API's routes
+    return (`EventSummary`, `VisitorSummary` in docs/http.md)."""
+
+    request_id: str
+    ok: bool
+    reason: str | None = None
+    events: list[dict[str, Any]] = Field(default_factory=list)
+    total: int = 0  # events that match the filters
+    next_offset: int | None = None  # None: the last page
+    visitors: list[dict[str, Any]] = Field(default_factory=list)
 
 
 def meta_property(payload: Payload) -> dict[str, str]:
@@ -612,6 +799,7 @@ class RenameLabel(_GalleryOp):
     op: Literal["rename_label"] = "rename_label"
     label: Label
     new_label: Label
+    name: Label | None = None  # the display name to show (default: `new_label` as typed)
 
 
 class DeleteEnrollment(_GalleryOp):
@@ -688,6 +876,14 @@ class EnrollFace(_GalleryOp):
     force: bool = False
 
 
+class UndoNot(_GalleryOp):
+    """Take back a "not X": forget negative `negative_id` (the one a `not_label` answer named), so that
+    face may be named X again."""
+
+    op: Literal["undo_not"] = "undo_not"
+    negative_id: int = Field(ge=1, le=2**63 - 1)
+
+
 # One JSON object on `recognizer/cmd/gallery`; `op` says which.
 GalleryCommand = Annotated[
     ListLabels
@@ -698,7 +894,8 @@ GalleryCommand = Annotated[
     | DismissVisitor
     | MergeLabels
     | NotLabel
-    | EnrollFace,
+    | EnrollFace
+    | UndoNot,
     Field(discriminator="op"),
 ]
 _GALLERY_COMMAND: TypeAdapter[GalleryCommand] = TypeAdapter(GalleryCommand)
@@ -738,6 +935,7 @@ class TrainMeta(Payload):
     largest: bool = False  # several faces: enroll the largest instead of refusing
     force: bool = False  # enroll even when the face already matches another label
     source: str = "mqtt-raw"
+    name: Label | None = None  # the display name to show (default: the label as given)
 
 
 class TrainRequest(TrainMeta):
@@ -758,6 +956,7 @@ class Training(BaseModel):
     largest: bool = False
     force: bool = False
     source: str = "mqtt"
+    name: Label | None = None
 
 
 def decode_train(
@@ -777,6 +976,7 @@ def decode_train(
             largest=req.largest,
             force=req.force,
             source=req.source,
+            name=req.name,
         )
     label = topics.label_from_train_raw(topic)
     if META_PROPERTY in user_properties:
@@ -791,7 +991,16 @@ def decode_train(
         largest=meta.largest,
         force=meta.force,
         source=meta.source,
+        name=meta.name,
     )
+
+
+def training_request_id(label: str, image: bytes, *, largest: bool = False, force: bool = False) -> str:
+    """A request id that is the same for the same training (label, photo, options): a client that
+    sends it again after a timeout, even from a new process, is answered without a second enrollment."""
+    digest = hashlib.sha256(f"{check_name(label)}\0{largest}\0{force}\0".encode())
+    digest.update(image)
+    return "train-" + digest.hexdigest()[:32]
 
 
 class SearchMeta(Payload):
@@ -803,19 +1012,44 @@ class SearchMeta(Payload):
 
 
 class SearchRequest(SearchMeta):
-    """The JSON form: the photo in base64."""
+    """The JSON form: the photo in base64, or an archived face (`event_id`, `seq`, `face`: its index in
+    the result's `faces`), e.g. the clean face an alert showed boxed."""
 
-    image_b64: str
+    image_b64: str | None = Field(default=None, repr=False)
+    event_id: str | None = None
+    seq: int | None = Field(default=None, ge=0)
+    face: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _one_face(self) -> SearchRequest:
+        _one_query_face(self.image_b64 is not None, (self.event_id, self.seq, self.face))
+        return self
 
 
 class FaceSearch(BaseModel):
-    """A search of the event archive for the largest face of `image`, whichever form it came in."""
+    """A search of the event archive for the largest face of `image`, or for an archived face
+    (`event_id`, `seq`, `face`), whichever form it came in."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     request_id: str
-    image: bytes = Field(repr=False)
+    image: bytes | None = Field(default=None, repr=False)
     threshold: float | None = None
     top: int = Field(default=20, ge=1, le=1000)
+    event_id: str | None = None
+    seq: int | None = Field(default=None, ge=0)
+    face: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _one_face(self) -> FaceSearch:
+        _one_query_face(self.image is not None, (self.event_id, self.seq, self.face))
+        return self
+
+
+def _one_query_face(photo: bool, archived: tuple[str | None, int | None, int | None]) -> None:
+    if not photo and None in archived:
+        raise ValueError("needs 'image_b64' (a photo), or 'event_id', 'seq' and 'face' (an archived face)")
+    if photo and archived != (None, None, None):
+        raise ValueError("give a photo or an archived face, not both")
 
 
 def decode_search(
@@ -827,6 +1061,15 @@ def decode_search(
         image = payload
     else:
         req = parse(SearchRequest, payload)
+        if req.image_b64 is None:  # an archived face
+            return FaceSearch(
+                request_id=request_id_from(correlation_id, req.request_id),
+                threshold=req.threshold,
+                top=req.top,
+                event_id=req.event_id,
+                seq=req.seq,
+                face=req.face,
+            )
         meta, image = req, _image_b64(req.image_b64)
     return FaceSearch(
         request_id=request_id_from(correlation_id, meta.request_id),

@@ -53,6 +53,9 @@ class NodePlugin(Generic[S]):
     Off for a node whose share of a shared subscription must go to the live members instead."""
     section: str = ""
     """The config section (`[camera]`) and the prefix of its environment overrides; default: the role."""
+    array: str = ""
+    """An array of tables of the same settings (`[[cameras]]`), for several instances in one node
+    process: when it lists any, they are the node's instances instead of its single section."""
     program: str = ""
     """The module `homesec up` runs as `python -m <program>`; default: `<section>_node`."""
 

@@ -21,11 +21,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from homesec.broker import MosquittoProcess, free_port, port_open, prepare_local_broker
+from homesec.broker import MosquittoProcess, discovery_prefix, free_port, port_open, prepare_local_broker
 from homesec.bus import Message, MqttBus
-from homesec.config import Config, load_config, mqtt_for_role, secret_keys
+from homesec.cliutil import EXIT_USAGE, PORT_FILE, CliError, forget_broker_port, record_broker_port
+from homesec.config import Config, load_config, mqtt_for_role, node_sections, secret_keys
 from homesec.contract import META_PROPERTY, Role, Topics, split_node
-from homesec.files import private_dir, private_umask, write_atomic
+from homesec.files import private_dir, private_umask
 from homesec.plugins import NodePlugin, node_plugins, plugin_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -33,16 +34,25 @@ DEMO = REPO / "demo"
 PREFERRED_PORT = 18830
 
 
-def pick_port(wanted: int | None) -> int:
+def pick_port(wanted: int | None, preferred: int = PREFERRED_PORT) -> tuple[int, str | None]:
+    """The broker's port, and a note when it is not the one the user would expect. A port asked for with
+    --port that is taken is an error: the user meant that one."""
     if wanted:
         if port_open("127.0.0.1", wanted):
-            raise OSError(f"port {wanted} is taken; choose another with --port")
-        return wanted
-    return PREFERRED_PORT if not port_open("127.0.0.1", PREFERRED_PORT) else free_port()
+            raise CliError(
+                f"port {wanted} is taken (another broker, or a `homesec up` still running?): choose a "
+                f"free one with --port, or leave --port out to use {preferred} or else any free port",
+                EXIT_USAGE,
+            )
+        return wanted, None
+    if not port_open("127.0.0.1", preferred):
+        return preferred, None
+    port = free_port()
+    return port, f"port {preferred} is taken, so this run's broker listens on port {port}"
 
 
 def _short(face: dict[str, object]) -> str:
-    label = face.get("label") or "unknown"
+    label = face.get("name") or face.get("label") or "unknown"  # the display name, in any script
     sim = face.get("similarity")
     why = f" ({face['rejected']})" if face.get("rejected") else ""
     return f"{label} {sim:.2f}{why}" if isinstance(sim, float) else f"{label}{why}"
@@ -66,6 +76,9 @@ def describe(topics: Topics, msg: Message) -> str | None:
         return f"[{body.get('node')}] ERROR {body.get('error')} on {body.get('topic')}: {body.get('detail')}"
     if parts[0] == "camera" and parts[-1] == "motion":
         return f"[camera {parts[1]}] motion {body['state']} ({body['trigger']})"
+    if parts[0] == "camera" and parts[-1] == "state":  # its video source: online, offline, error
+        why = f": {body['reason']}" if body.get("reason") else ""
+        return f"[camera {parts[1]}] source {body['state']}{why}"
     if parts[:2] == ["recognizer", "result"]:
         faces = ", ".join(_short(f) for f in body["faces"]) or "no face"
         total = body.get("timings_ms", {}).get("total")
@@ -98,7 +111,7 @@ class Supervisor:
         with open(self.log_dir / f"{name}.log", "ab") as log:  # the child keeps its own copy
             self.programs[name] = program
             self.procs[name] = subprocess.Popen(
-                cmd, env=self.envs[name], stdout=log, stderr=log, cwd=os.getcwd()
+                cmd, env=self.envs[name], stdout=log, stderr=log, cwd=os.getcwd(), start_new_session=True
             )
 
     def watch(self) -> None:
@@ -210,8 +223,11 @@ def _show(line: str | None) -> None:
 
 
 def _instances(config: Config, role: Role) -> list[str]:
+    """Every configured instance of `role` (all the `[[cameras]]`), each with its broker account."""
     plugin = plugin_for(role)
-    return [split_node(_node_name(plugin, config))[1]] if plugin is not None else []
+    if plugin is None:
+        return []
+    return [split_node(plugin.node_name(s))[1] for s in node_sections(config, plugin)]
 
 
 def run_up(args: argparse.Namespace) -> int:
@@ -219,15 +235,15 @@ def run_up(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     data_dir = config.data_dir.resolve()
     private_dir(data_dir)
-    port = pick_port(args.port)
+    port, moved = pick_port(args.port)
     files = prepare_local_broker(
         data_dir,
         port,
         prefix=config.mqtt.prefix,
         cameras=_instances(config, Role.CAMERA),
         recognizers=_instances(config, Role.RECOGNIZER),
+        discovery_prefix=discovery_prefix(config),
     )
-    write_atomic(data_dir / "broker" / "port", f"{port}\n".encode())
     # The configuration every node and helper client of this run uses: this broker, this data dir.
     local = config.model_copy(
         update={
@@ -237,27 +253,31 @@ def run_up(args: argparse.Namespace) -> int:
     )
     log_dir = data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    broker = MosquittoProcess(files.conf, port, log_dir / "mosquitto.log")
-    broker.start()
-    print(f"[up] mosquitto on 127.0.0.1:{port} (config {files.conf}); node logs in {log_dir}", flush=True)
-    sup = Supervisor(node_envs(local, args.demo_dir, os.environ), log_dir, args.config)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    viewer = MqttBus(
-        mqtt_for_role(local, Role.VIEWER),
-        node="up/viewer",
-        persistent=False,
-        announce=False,
-    )
-    topics = viewer.topics
-    viewer.subscribe(f"{topics.prefix}/#", lambda m: _show(describe(topics, m)))
-    viewer.start()
+    # Before anything starts, so nothing is left behind. The children run in sessions of their own (a
+    # Ctrl-C or a closed terminal reaches `up` only), so they stop in order: the nodes, then the broker.
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda *_: stop.set())
+    broker = MosquittoProcess(files.conf, port, log_dir / "mosquitto.log")
+    sup = Supervisor(node_envs(local, args.demo_dir, os.environ), log_dir, args.config)
+    viewer: MqttBus | None = None
     try:
+        _start_broker(broker, data_dir)
+        if moved:
+            print(f"[up] {moved}", flush=True)
+        print(f"[up] mosquitto on 127.0.0.1:{port} (config {files.conf}); node logs in {log_dir}", flush=True)
+        viewer = _start_monitor(local)
         # Consumers first: a node's first messages then land in subscriptions that already exist.
         for plugin in sorted(node_plugins(), key=lambda p: p.stage, reverse=True):
             sup.spawn(plugin.section, plugin.program)
-        print(f"[up] {'; '.join([*_notes(config, data_dir), 'Ctrl-C stops everything'])}", flush=True)
+        for note in _notes(config, data_dir):
+            print(f"[up] {note}", flush=True)
+        print(f"[up] watch the bus on port {port}: {watch_recipe(local)}", flush=True)
+        print(
+            f"[up] `homesec status` and the other commands find this broker (port {port}) through "
+            f"{data_dir / PORT_FILE} while this runs; Ctrl-C stops everything",
+            flush=True,
+        )
         if not args.no_enroll:
             threading.Thread(target=_enroll_quietly, args=(local,), daemon=True).start()
         while not stop.wait(1):
@@ -265,10 +285,44 @@ def run_up(args: argparse.Namespace) -> int:
             sup.watch()
     finally:
         print("[up] stopping", flush=True)
+        # The nodes first, while the broker still runs: each says `stopped` before it goes.
         sup.stop()
-        viewer.stop()
+        if viewer is not None:
+            viewer.stop()
         broker.stop()
+        forget_broker_port(data_dir, os.getpid())
     return 0
+
+
+def _start_broker(broker: MosquittoProcess, data_dir: Path) -> None:
+    try:
+        broker.start()
+    except FileNotFoundError as exc:  # no mosquitto installed
+        raise CliError(str(exc)) from None
+    except RuntimeError as exc:  # e.g. another process took the port since it was chosen
+        raise CliError(f"{exc}; run `homesec up` again (or give a free --port)") from None
+    record_broker_port(data_dir, broker.port, owner=os.getpid())
+
+
+def _start_monitor(local: Config) -> MqttBus:
+    """The viewer that prints one line per bus message worth seeing."""
+    viewer = MqttBus(mqtt_for_role(local, Role.VIEWER), node="up/viewer", persistent=False, announce=False)
+    topics = viewer.topics
+    viewer.subscribe(f"{topics.prefix}/#", lambda m: _show(describe(topics, m)))
+    viewer.start()
+    return viewer
+
+
+def watch_recipe(local: Config) -> str:
+    """The `mosquitto_sub` line that shows this broker's traffic as the viewer, without the JPEG bytes
+    of the image topics the viewer may read (`-T` leaves them out)."""
+    t = Topics(local.mqtt.prefix)
+    password = local.data_dir / "secrets" / f"mqtt-{Role.VIEWER}.password"
+    images = " ".join(f"-T '{f}'" for f in (t.train_raw_filter, t.search_cmd))
+    return (
+        f'mosquitto_sub -V mqttv5 -p {local.mqtt.port} -u viewer -P "$(cat {password})" '
+        f"-t '{t.prefix}/#' {images} -v"
+    )
 
 
 def _enroll_quietly(local: Config) -> None:

@@ -47,12 +47,13 @@ def face_to_enroll(alert: Alert) -> FaceRef | None:
 
 
 def named_faces(alert: Alert) -> dict[str, str]:
-    """The archived face of each name the alert gave (encoded), for `/not <name>` as a reply to it."""
-    return {
-        f.label: FaceRef(alert.event_id, alert.seq, i).encode()
-        for i, f in enumerate(alert.faces)
-        if f.label is not None
-    }
+    """The archived face of each name the alert gave (encoded), for `/not <name>` as a reply to it: by
+    label and by display name (`/not José` or `/not Jose`)."""
+    refs = {}
+    for i, f in enumerate(alert.faces):
+        if f.label is not None:
+            refs[f.label] = refs[f.name or f.label] = FaceRef(alert.event_id, alert.seq, i).encode()
+    return refs
 
 
 def enroll_answer(result: GalleryResult, label: str) -> str:

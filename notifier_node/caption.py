@@ -25,9 +25,14 @@ def local_time(moment: datetime, zone: tzinfo | None) -> str:
         return moment.isoformat(sep=" ", timespec="seconds")
 
 
+def shown_name(face: Face) -> str | None:
+    """How a named face's person is shown: their display name (any script), else their label."""
+    return face.name or face.label
+
+
 def _face_line(face: Face) -> str:
     if face.label is not None:
-        return f"• known: {face.label} ({face.similarity or 0:.2f})"
+        return f"• known: {shown_name(face)} ({face.similarity or 0:.2f})"
     if face.rejected:
         return f"• face not used: {face.rejected}"
     who = "unknown face"
@@ -74,7 +79,7 @@ def with_count(caption: str, grouped: int) -> str:
 
 def correction_caption(first: Alert, result: RecognitionResult, zone: tzinfo | None = None) -> str:
     """The alert `first` corrected: a later photo of its visit named everyone, so no stranger was there."""
-    named = [f"{f.label} ({f.similarity or 0:.2f})" for f in result.faces if f.label is not None]
+    named = [f"{shown_name(f)} ({f.similarity or 0:.2f})" for f in result.faces if f.label is not None]
     frames = result.visit.frames if result.visit is not None else result.seq + 1
     lines = [
         f"✅ It was {', '.join(named) or 'someone known'} — no stranger",

@@ -32,7 +32,7 @@ from .handled import HandledKeys, alert_key, revision_key
 from .photo import PhotoError, fit_photo
 from .policy import VERDICT_RANK, Grouper, RateLimiter, backoff_delay, visitors_of
 from .settings import NotifierSettings
-from .store import AlertStore, alert_stem, safe_name, write_pair
+from .store import AlertStore, OutboxRetention, alert_stem, safe_name, write_pair
 from .telegram import BotApi, PermanentError, RateLimited, RetryableError
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def not_buttons(event_id: str, seq: int, faces: list[Face]) -> list[list[dict[st
     for index, face in enumerate(faces):
         data = not_label_data(event_id, seq, index)
         if face.label is not None and len(data.encode()) <= CALLBACK_DATA_MAX:
-            rows.append([{"text": f"🙅 Not {face.label}", "callback_data": data}])
+            rows.append([{"text": f"🙅 Not {face.name or face.label}", "callback_data": data}])
     return rows
 
 
@@ -74,7 +74,8 @@ def not_label_data(event_id: str, seq: int, face: int) -> str:
 
 @dataclass(frozen=True)
 class _Revision:
-    """A later picture of a visit already alerted, as the caption of the photo sent for it shows it."""
+    """A later picture of a visit already alerted, as the caption of the photo sent for it shows it;
+    with `photo`, a better frame of the visit that replaces the photo (`key`: its AlertStore key)."""
 
     camera: str
     event_id: str
@@ -82,6 +83,8 @@ class _Revision:
     verdict: Verdict
     caption: str
     markup: dict[str, Any] | None
+    photo: bytes | None = field(default=None, repr=False)
+    key: str | None = None
 
 
 @dataclass
@@ -90,6 +93,7 @@ class _Sent:
     key: str  # its photo's key in the AlertStore (in the outbox: its file stem)
     messages: list[tuple[int, int]] = field(default_factory=list)  # (chat, message_id)
     revised: _Revision | None = None  # the latest revision its caption shows
+    photo_seq: int | None = None  # the frame its photo shows (or will once edited); None: the alert's
 
 
 class Deliverer:
@@ -113,6 +117,7 @@ class Deliverer:
         self._rng = rng or random.Random()
         self._api_factory = api_factory
         self.outbox = data_dir / "outbox"
+        self.outbox_retention = OutboxRetention(self.outbox, settings.outbox)
         self.parked = data_dir / "notifier" / "parked"
         self.alerts = AlertStore(data_dir / "notifier" / "alerts", settings.alerts_kept)
         self.handled = handled
@@ -139,6 +144,7 @@ class Deliverer:
     # -- lifecycle
     def start(self) -> None:
         if self._api_factory is None:
+            self.outbox_retention.start()  # what an earlier run left
             return
         self._thread = threading.Thread(target=self._run, name="notifier-delivery", daemon=True)
         self._thread.start()
@@ -161,11 +167,7 @@ class Deliverer:
         chats = [c for c in self.settings.alert_chats if alert_key(alert, c) not in self.handled]
         if not chats:
             return
-        unknown = visitors_of(alert)  # the alert photo names its visitor only when it shows just one
-        visitor = next(iter(unknown)) if len(unknown) == 1 else None
-        face = face_to_enroll(alert)  # enrolling from the alert uses the archived, unboxed face
-        ref = None if face is None else face.encode()
-        key = self.alerts.add(jpeg, visitor=visitor, face=ref, named=named_faces(alert))
+        key = self._keep_photo(alert, jpeg)
         self._track(alert, key, group)
         for chat in chats:
             meta = {
@@ -179,6 +181,14 @@ class Deliverer:
             self.handled.add(alert_key(alert, chat))
             self._wake.set()
 
+    def _keep_photo(self, alert: Alert, jpeg: bytes) -> str:
+        """Keep the alert's photo, and which archived faces it shows, for its buttons and replies."""
+        unknown = visitors_of(alert)  # the alert photo names its visitor only when it shows just one
+        visitor = next(iter(unknown)) if len(unknown) == 1 else None
+        face = face_to_enroll(alert)  # enrolling from the alert uses the archived, unboxed face
+        ref = None if face is None else face.encode()
+        return self.alerts.add(jpeg, visitor=visitor, face=ref, named=named_faces(alert))
+
     def follow_up(self, group: str, count: int) -> None:
         """Another photo folded into `group`: refresh the '+N more photos' line of what was sent."""
         with self._lock:
@@ -187,16 +197,36 @@ class Deliverer:
             self._edits[group] = count
         self._wake.set()
 
-    def revise(self, alert: Alert) -> bool:
-        """A later revision of a visit already alerted (a new unknown face): shown by editing the caption
-        of the photo sent (in the outbox: a file beside it). False when nobody was alerted of this visit,
-        or when the revision deserves a photo of its own (a face after a no-face alert)."""
+    def revise(self, alert: Alert, jpeg: bytes) -> bool:
+        """A later revision of a visit already alerted (a new unknown face, a better photo of its
+        stranger): shown by editing the message sent, its caption and, when the revision shows another
+        frame, its photo (`editMessageMedia`; in the outbox: the photo replaced, the caption in a file
+        beside it). False when nobody was alerted of this visit, or when the revision deserves a photo of
+        its own (a face after a no-face alert)."""
         shown = self._shown(alert.camera, alert.event_id)
         if shown is None or VERDICT_RANK[alert.verdict] > VERDICT_RANK[shown.alert.verdict]:
             return False
-        caption, markup = revised_caption(alert, self.zone), alert_keyboard(alert, shown.key)
-        self._show(_Revision(alert.camera, alert.event_id, alert.revision, alert.verdict, caption, markup))
+        photo, key = self._new_photo(shown, alert, jpeg)
+        caption, markup = revised_caption(alert, self.zone), alert_keyboard(alert, key)
+        revision = _Revision(
+            alert.camera, alert.event_id, alert.revision, alert.verdict, caption, markup, photo, key
+        )
+        self._show(revision)
         return True
+
+    def _new_photo(self, shown: _Sent, alert: Alert, jpeg: bytes) -> tuple[bytes | None, str]:
+        """The photo a revision puts in place of the one shown (None: the same frame) and the AlertStore
+        key its buttons and replies then mean. A photo still waiting to be shown is kept."""
+        with self._lock:
+            seq = shown.alert.seq if shown.photo_seq is None else shown.photo_seq
+            waiting = self._revisions.get((alert.camera, alert.event_id))
+            if alert.seq != seq:
+                shown.photo_seq = alert.seq
+        if alert.seq != seq:  # (the outbox keeps no AlertStore: nothing there replies to a photo)
+            return jpeg, self._keep_photo(alert, jpeg) if self.telegram else shown.key
+        if waiting is not None and waiting.photo is not None and waiting.key is not None:
+            return waiting.photo, waiting.key
+        return None, shown.key
 
     def correct(self, result: RecognitionResult) -> None:
         """A later frame of a visit alerted as a stranger named everyone: the alert says who it was."""
@@ -256,6 +286,9 @@ class Deliverer:
             "caption": revision.caption,
             "revises": f"{shown.key}.json",
         }
+        if revision.photo is not None:  # a better frame of the visit: the alert's photo is replaced
+            write_atomic(self.outbox / f"{shown.key}.jpg", revision.photo)
+            meta["photo"] = f"{shown.key}.jpg"
         path = self.outbox / f"{shown.key}.r{revision.revision}.json"
         write_atomic(path, json.dumps(meta, indent=2).encode())
         self.handled.add(done)
@@ -302,6 +335,7 @@ class Deliverer:
         meta = {"alert": alert.model_dump(mode="json"), "caption": caption, "group": group}
         path = write_pair(self.outbox, alert_stem(alert.camera, alert.event_id), jpeg, meta)
         self.handled.add(alert_key(alert, "outbox"))
+        self.outbox_retention.written(path)
         log.info("alert %s/%s written to %s", alert.camera, alert.event_id, path)
         self.bus.publish(
             self.bus.topics.delivered,
@@ -424,7 +458,7 @@ class Deliverer:
                 continue
             try:
                 self.limiter.wait_turn(chat, self._stop)
-                api.edit_caption(chat, message_id, revision.caption, revision.markup)
+                self._edit_message(api, chat, message_id, revision)
             except RetryableError as exc:
                 if isinstance(exc, RateLimited):
                     self.limiter.push_back(chat, exc.retry_after)
@@ -435,3 +469,21 @@ class Deliverer:
             except PermanentError as exc:  # the message was deleted, or already says this
                 log.info("could not update the caption of alert message %s: %s", message_id, exc)
             self._remember(done)
+
+    def _edit_message(self, api: BotApi, chat: int, message_id: int, revision: _Revision) -> None:
+        """The revision's caption, with its photo in place of the one shown when it brings one."""
+        photo = revision.photo
+        if photo is not None:
+            try:
+                photo = fit_photo(photo, self.settings.max_photo_bytes)
+            except PhotoError as exc:  # the caption still says what changed
+                log.warning("the better photo of visit %s cannot be sent: %s", revision.event_id, exc)
+                photo = None
+        if photo is None or revision.key is None:
+            api.edit_caption(chat, message_id, revision.caption, revision.markup)
+            return
+        api.edit_photo(chat, message_id, photo, revision.caption, revision.markup)
+        try:  # a reply to the alert (/train, /not, /search) now means the face of the new photo
+            self.alerts.link(chat, message_id, revision.key)
+        except OSError as exc:
+            log.warning("photo of alert message %s replaced, but not saved which it is: %s", message_id, exc)

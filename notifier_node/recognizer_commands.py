@@ -4,8 +4,9 @@
 reply to one ("when was this person seen?", docs/search.md); the alert's "Enroll this person" button,
 which asks for the name with a ForceReply prompt and trains from the alert (or, for a recurring
 visitor, enrolls all of their archived faces); the alert's "Not X" button and `/not <name>` on a photo
-or as a reply to one: that face was wrongly named, do not name it (or its look-alikes) so again. Each request goes out through the Requester; the
-answer, or the lack of one within `reply_timeout_s`, goes back to the chat that asked.
+or as a reply to one: that face was wrongly named, do not name it (or its look-alikes) so again; the
+answer's "Undo" button takes that back. Each request goes out through the Requester; the answer, or the
+lack of one within `reply_timeout_s`, goes back to the chat that asked.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from homesec.contract import (
     Topics,
     TrainRequest,
     TrainResult,
-    check_label,
+    UndoNot,
+    check_name,
 )
 from homesec.requests import Requester
 
@@ -51,6 +53,7 @@ A = TypeVar("A", bound=Payload)
 ChatMessage = dict[str, Any]  # a Telegram message, as getUpdates gives it
 
 SHOWN = 10  # sightings listed in a search answer (the most recent)
+UNDO_NOT_PREFIX = "undo_not:"  # callback data of the "Undo" button under a "not X" answer
 TRAIN_USAGE = "Send /train <name> as the caption of a photo, or as a reply to a photo."
 NOT_USAGE = "Send /not <name> as the caption of a photo, or as a reply to one: that person is not <name>."
 SEARCH_USAGE = "Send /search as the caption of a photo, or as a reply to a photo or an alert: I tell you when that person was seen."
@@ -59,8 +62,8 @@ SEARCH_USAGE = "Send /search as the caption of a photo, or as a reply to a photo
 def train_answer(result: TrainResult) -> str:
     if result.ok:
         quality = "" if result.quality is None else f", quality {result.quality:.2f}"
-        return f"✅ Enrolled {result.label} (enrollment #{result.enrollment_id}{quality})."
-    return f"❌ Could not enroll {result.label or ''}: {result.reason or 'refused'}"
+        return f"✅ Enrolled {result.name or result.label} (enrollment #{result.enrollment_id}{quality})."
+    return f"❌ Could not enroll {result.name or result.label or ''}: {result.reason or 'refused'}"
 
 
 def gallery_answer(result: GalleryResult, what: str) -> str:
@@ -72,6 +75,8 @@ def gallery_answer(result: GalleryResult, what: str) -> str:
         return f"✅ {done}: {result.enrolled} photos of them enrolled."
     if result.op == "not_label":
         return f"✅ {done}: noted, that face will not be given that name again."
+    if result.op == "undo_not":
+        return f"↩️ {done}: taken back, that face may be given that name again."
     plural = "s" if result.removed != 1 else ""
     return f"🗑 {done}: done, {result.removed} enrollment{plural} removed."
 
@@ -86,6 +91,14 @@ def search_answer(result: SearchResult, zone: tzinfo | None, shown: int = SHOWN)
     lines = [f"🔎 Seen {n} time{'s' if n != 1 else ''}" + (f" (the {shown} latest):" if n > shown else ":")]
     lines += [f"• {local_time(h.ts, zone)} at {h.camera} ({h.similarity:.2f})" for h in recent]
     return "\n".join(lines)
+
+
+def undo_keyboard(result: GalleryResult) -> dict[str, Any] | None:
+    """The "Undo" button under a "not X" answer: it takes back the negative just kept."""
+    if result.op != "not_label" or not result.ok or result.negative_id is None:
+        return None
+    data = f"{UNDO_NOT_PREFIX}{result.negative_id}"
+    return {"inline_keyboard": [[{"text": "↩️ Undo", "callback_data": data}]]}
 
 
 class RecognizerCommands:
@@ -114,14 +127,16 @@ class RecognizerCommands:
     def _ask(
         self,
         topic: str,
-        request: TrainRequest | DeleteLabel | NameVisitor | NotLabel | EnrollFace | SearchRequest,
+        request: TrainRequest | DeleteLabel | NameVisitor | NotLabel | EnrollFace | UndoNot | SearchRequest,
         answer_model: type[A],
         answer_text: Callable[[A], str],
         chat: int,
         reply_to: int,
         what: str,
+        markup: Callable[[A], dict[str, Any] | None] = lambda _: None,
     ) -> None:
-        """Send `request`; its answer, or a word that none came, goes back to `chat`."""
+        """Send `request`; its answer (with the buttons `markup` gives it), or a word that none came,
+        goes back to `chat`."""
         try:
             self.requester.request_async(
                 topic,
@@ -129,7 +144,9 @@ class RecognizerCommands:
                 answer_model,
                 request_id=request.request_id,
                 timeout=self.timeout,
-                on_answer=lambda answer: self.replier.say(chat, answer_text(answer), reply_to=reply_to),
+                on_answer=lambda answer: self.replier.say(
+                    chat, answer_text(answer), reply_to=reply_to, markup=markup(answer)
+                ),
                 on_timeout=lambda: self.replier.say(
                     chat, f"⌛ No answer from the recognizer for {what} (is it running?)", reply_to=reply_to
                 ),
@@ -170,7 +187,7 @@ class RecognizerCommands:
     def forget(self, api: BotApi, msg: ChatMessage, arg: str) -> None:
         chat = msg["chat"]["id"]
         try:
-            cmd = DeleteLabel(label=check_label(arg))
+            cmd = DeleteLabel(label=check_name(arg))
         except (ContractError, ValueError) as exc:
             self.replier.say(chat, f"Usage: /forget <name>. {exc}")
             return
@@ -179,19 +196,25 @@ class RecognizerCommands:
         self._ask(self.topics.gallery_cmd, cmd, GalleryResult, answer, chat, msg["message_id"], what)
 
     def search(self, api: BotApi, msg: ChatMessage, arg: str) -> None:
-        if (photo := self._photo(api, msg, SEARCH_USAGE)) is None:
-            return
+        """`/search` on a photo, or as a reply to one; as a reply to an alert, the alert's clean
+        archived face is searched for (its photo has the faces boxed)."""
         chat, mid = msg["chat"]["id"], msg["message_id"]
-        req = SearchRequest(image_b64=base64.b64encode(photo.jpeg).decode())
+        if (ref := self._alert_face(msg)) is not None:
+            req = SearchRequest(event_id=ref.event_id, seq=ref.seq, face=ref.face)
+            log.info("chat %s: face search for archived face %s", chat, ref.encode())
+        elif (photo := self._photo(api, msg, SEARCH_USAGE)) is not None:
+            req = SearchRequest(image_b64=base64.b64encode(photo.jpeg).decode())
+            log.info("chat %s: face search (%d bytes)", chat, len(photo.jpeg))
+        else:
+            return
         answer = partial(search_answer, zone=self.zone)
         self._ask(self.topics.search_cmd, req, SearchResult, answer, chat, mid, "searching the archive")
-        log.info("chat %s: face search (%d bytes)", chat, len(photo.jpeg))
 
     def not_label(self, api: BotApi, msg: ChatMessage, arg: str) -> None:
         """`/not <name>` on a photo: the face in it is not <name>."""
         chat, mid = msg["chat"]["id"], msg["message_id"]
         try:
-            label = check_label(arg)
+            label = check_name(arg)
         except (ContractError, ValueError) as exc:
             self.replier.say(chat, f"Usage: /not <name>. {exc}", reply_to=mid)
             return
@@ -202,10 +225,22 @@ class RecognizerCommands:
             cmd = NotLabel(label=label, image_b64=base64.b64encode(photo.jpeg).decode())
             self._correct(cmd, chat, mid, f"not {label}")
 
-    def _correct(self, cmd: NotLabel, chat: int, reply_to: int | None, what: str) -> None:
+    def _correct(self, cmd: NotLabel | UndoNot, chat: int, reply_to: int | None, what: str) -> None:
+        """Ask for a "not X" (its answer offers "Undo") or for taking one back."""
         answer = partial(gallery_answer, what=what)
-        self._ask(self.topics.gallery_cmd, cmd, GalleryResult, answer, chat, reply_to or 0, what)
+        topic = self.topics.gallery_cmd
+        self._ask(topic, cmd, GalleryResult, answer, chat, reply_to or 0, what, markup=undo_keyboard)
         log.info("chat %s: %s", chat, what)
+
+    def _undo_button(self, cb: dict[str, Any], chat: int, data: str) -> None:
+        """The "Undo" button under a "not X" answer: the negative it kept is forgotten."""
+        negative = data.removeprefix(UNDO_NOT_PREFIX)
+        if not negative.isdigit() or int(negative) < 1:
+            self.replier.answer_callback(str(cb.get("id")), "That button is not one of mine.")
+            return
+        self.replier.answer_callback(str(cb.get("id")), "Taking it back")
+        message_id = (cb.get("message") or {}).get("message_id")
+        self._correct(UndoNot(negative_id=int(negative)), chat, message_id, "undoing the correction")
 
     def _not_button(self, cb: dict[str, Any], chat: int, data: str) -> None:
         """The alert's "Not X" button: the archived face it names is not the person it was named."""
@@ -226,6 +261,9 @@ class RecognizerCommands:
         data = str(cb.get("data") or "")
         if data.startswith(NOT_PREFIX):
             self._not_button(cb, chat, data)
+            return
+        if data.startswith(UNDO_NOT_PREFIX):
+            self._undo_button(cb, chat, data)
             return
         key = data.removeprefix(ENROLL_PREFIX) if data.startswith(ENROLL_PREFIX) else None
         if key is None or self.alerts.jpeg(key) is None:
@@ -285,7 +323,7 @@ class RecognizerCommands:
     def _train(self, chat: int, mid: int, name: str, jpeg: bytes, *, largest: bool) -> None:
         try:
             req = TrainRequest(
-                label=check_label(name),
+                label=check_name(name),
                 image_b64=base64.b64encode(jpeg).decode(),
                 largest=largest,
                 source="telegram",
@@ -298,7 +336,7 @@ class RecognizerCommands:
 
     def _enroll_face(self, chat: int, mid: int, name: str, ref: FaceRef) -> None:
         try:
-            cmd = ref.enroll(check_label(name))
+            cmd = ref.enroll(check_name(name))
         except (ContractError, ValueError) as exc:
             self.replier.say(chat, f"❌ {exc}", reply_to=mid)
             return
@@ -309,7 +347,7 @@ class RecognizerCommands:
 
     def _name_visitor(self, chat: int, mid: int, name: str, visitor: int) -> None:
         try:
-            cmd = NameVisitor(visitor=visitor, label=check_label(name))
+            cmd = NameVisitor(visitor=visitor, label=check_name(name))
         except (ContractError, ValueError) as exc:
             self.replier.say(chat, f"❌ {exc}", reply_to=mid)
             return

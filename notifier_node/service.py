@@ -194,8 +194,8 @@ class NotifierService:
         if alert.requested:  # a /snapshot or `homesec capture`: the asker wants the photo, whatever it shows
             self.deliverer.deliver(alert, msg.payload, msg.topic, new_id())
             return
-        if alert.revision and self.deliverer.revise(alert):  # a visit already alerted: edit, not resend
-            log.info("alert %s/%s revision %d: caption updated", alert.camera, alert.event_id, alert.revision)
+        if alert.revision and self.deliverer.revise(alert, msg.payload):  # alerted before: edit, not resend
+            log.info("alert %s/%s revision %d: message updated", alert.camera, alert.event_id, alert.revision)
             return
         if alert.verdict == Verdict.KNOWN:
             log.debug("alert %s is for a known face: not sent", alert.event_id)
@@ -258,5 +258,5 @@ class NotifierService:
 
     def on_gallery(self, msg: Message) -> None:
         summary = parse(GallerySummary, msg.payload)
-        with self._lock:
-            self._labels = dict(summary.labels)
+        with self._lock:  # people as the household named them (`José`), not by label (`Jose`)
+            self._labels = {summary.names.get(label, label): n for label, n in summary.labels.items()}

@@ -1,5 +1,5 @@
-"""The `[notifier]` config section and its `[notifier.spool]` sub-table. Imports only pydantic, the stdlib
-and the core's `Section`, so the core loads it cheaply."""
+"""The `[notifier]` config section and its `[notifier.spool]` and `[notifier.outbox]` sub-tables. Imports
+only pydantic, the stdlib and the core's `Section`, so the core loads it cheaply."""
 
 from __future__ import annotations
 
@@ -30,6 +30,25 @@ class SpoolSettings(Section):
     @property
     def max_bytes(self) -> int:
         return int(self.max_mb * MB)
+
+
+class OutboxSettings(Section):
+    """`[notifier.outbox]`: how much of the outbox (alerts written to disk without a Telegram token) is kept."""
+
+    max_days: float = Field(30.0, gt=0, description="Alerts in the outbox older than this are deleted.")
+    max_mb: float = Field(
+        500.0,
+        gt=0,
+        description="Disk budget of the outbox, in MB: once over it, the oldest alerts go until 90% of it is left.",
+    )
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self.max_mb * MB)
+
+    @property
+    def max_age_s(self) -> float:
+        return self.max_days * 86400
 
 
 class NotifierSettings(Section):
@@ -82,6 +101,7 @@ class NotifierSettings(Section):
         "go to the recognizer (base64 adds a third on the bus, which carries at most mqtt.max_payload_mb).",
     )
     spool: SpoolSettings = Field(default_factory=SpoolSettings)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
 
     @model_validator(mode="before")
     @classmethod

@@ -205,6 +205,25 @@ class BotApi:
             params["reply_markup"] = reply_markup
         self.call("editMessageCaption", params)
 
+    def edit_photo(
+        self,
+        chat_id: int,
+        message_id: int,
+        photo: bytes,
+        caption: str,
+        reply_markup: dict[str, Any] | None = None,
+        *,
+        filename: str = "alert.jpg",
+    ) -> dict[str, Any]:
+        """Replace the photo (and caption) of a photo message this bot sent: `editMessageMedia` with an
+        InputMediaPhoto whose file is uploaded beside it (`attach://photo`)."""
+        media = {"type": "photo", "media": "attach://photo", "caption": clip(caption, CAPTION_LIMIT)}
+        params: dict[str, Any] = {"chat_id": str(chat_id), "message_id": str(message_id), "media": media}
+        if reply_markup is not None:
+            params["reply_markup"] = reply_markup
+        result = self.call("editMessageMedia", params, files={"photo": (filename, photo, "image/jpeg")})
+        return result if isinstance(result, dict) else {}
+
     def get_updates(self, offset: int | None, timeout: int) -> list[dict[str, Any]]:
         """Long-poll for updates; passing `offset` = last update_id + 1 confirms the earlier ones."""
         params: dict[str, Any] = {"timeout": timeout, "allowed_updates": ["message", "callback_query"]}

@@ -74,6 +74,8 @@ CREATE TABLE IF NOT EXISTS faces (
 );
 CREATE INDEX IF NOT EXISTS faces_snapshot ON faces(snapshot);
 CREATE INDEX IF NOT EXISTS faces_visitor ON faces(visitor);
+-- the events of one person, and the people of a page of events (GET /api/events?label=, the web page)
+CREATE INDEX IF NOT EXISTS faces_event ON faces(event);
 """
 
 Box = tuple[int, int, int, int]

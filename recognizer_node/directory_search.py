@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -95,11 +95,17 @@ class DirectoryIndex:
         )
         return {str(r[0]): (int(r[1]), int(r[2]), str(r[3]), r[4], r[5]) for r in rows}
 
-    def refresh(self, root: Path, analyze: Callable[[bytes], Analysis]) -> IndexReport:
-        """Every face below `root`, embedding only images that are new or changed since last time."""
+    def refresh(
+        self,
+        root: Path,
+        analyze: Callable[[bytes], Analysis],
+        show: Callable[[Iterable[Path]], Iterable[Path]] | None = None,
+    ) -> IndexReport:
+        """Every face below `root`, embedding only images that are new or changed since last time
+        (`show` wraps the walk through the images: a progress bar)."""
         cached = self._cached(os.path.abspath(root))
         report = IndexReport()
-        for path in image_files(root):
+        for path in image_files(root) if show is None else show(image_files(root)):
             key = os.path.abspath(path)
             try:
                 st = path.stat()

@@ -4,6 +4,17 @@ Each enrollment keeps the aligned 112x112 face (PNG, lossless) beside its embedd
 can re-embed the gallery without the original photos. Labels compare case-insensitively ("obama" and
 "Obama" are one person; the first spelling is kept).
 
+People have a label (their id: ASCII, safe in topics and file names) and a display name in any script
+(`José`, `李雷`), kept in `names`; a request may name them by either (`resolve`). A new name gets a label
+derived from it (`label_for`: José -> Jose, 李雷 -> p-<hash>), made unique (`person`). A label without a
+`names` row is shown as it is (every gallery made before names existed).
+
+The answers to recent training requests are kept (`trainings`, the newest REMEMBERED_TRAININGS): a retry
+of the same request (its id, and what it asks), after a timeout, is answered again instead of enrolling
+the face twice.
+
+The tables added since the first gallery are created when an older database is opened.
+
 Negatives are faces a household said are *not* a label (a look-alike wrongly named): kept the same way
 (embedding, and the aligned face when there is one), they follow their label through renames and
 merges and go with it when it is deleted; matching.py says how they count.
@@ -11,8 +22,11 @@ merges and go with it when it is deleted; matching.py says how they count.
 
 from __future__ import annotations
 
+import hashlib
+import re
 import sqlite3
 import threading
+import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from homesec.contract import check_label, to_iso, utc_now
+from homesec.contract import ContractError, check_label, check_name, to_iso, utc_now
 from recognizer_node.db import data_version, open_db, transaction
 from recognizer_node.matching import GalleryMatrix
 
@@ -48,7 +62,52 @@ CREATE TABLE IF NOT EXISTS negatives (
     created TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS negatives_label ON negatives(label);
+CREATE TABLE IF NOT EXISTS names (
+    label TEXT PRIMARY KEY COLLATE NOCASE,
+    name TEXT NOT NULL          -- NFC, as the household wrote it
+);
+CREATE TABLE IF NOT EXISTS trainings (
+    request_key TEXT PRIMARY KEY, -- the request's id and a digest of what it asked (people.training_key)
+    enrollment_id INTEGER NOT NULL,
+    answer TEXT,                -- the answer (JSON), written just after the enrollment
+    created TEXT NOT NULL
+);
 """
+
+REMEMBERED_TRAININGS = 1000  # training request ids kept with their answers, the newest first
+
+# Letters NFKD does not decompose into ASCII, spelled as their languages would in ASCII.
+_TRANSLITERATION = str.maketrans(
+    {"ß": "ss", "æ": "ae", "Æ": "AE", "ø": "o", "Ø": "O", "ł": "l", "Ł": "L", "đ": "d", "Đ": "D",
+     "þ": "th", "Þ": "Th", "œ": "oe", "Œ": "OE", "ı": "i"}
+)  # fmt: skip
+_NOT_IN_LABEL = re.compile(r"[^A-Za-z0-9 _.\-]+")
+
+
+def is_label(text: str) -> bool:
+    try:
+        check_label(text)
+    except ContractError:
+        return False
+    return True
+
+
+def label_for(name: str) -> str:
+    """A label derived from a display name: its ASCII spelling (José -> Jose, Łukasz -> Lukasz), or for a
+    script without one a short hash that stays the same for the same name (李雷 -> p-1f3a9c)."""
+    name = check_name(name)
+    ascii_only = unicodedata.normalize("NFKD", name.translate(_TRANSLITERATION)).encode("ascii", "ignore")
+    slug = _NOT_IN_LABEL.sub("-", ascii_only.decode())
+    slug = re.sub(r"\.{2,}", ".", re.sub(r"-{2,}", "-", slug)).strip(" _.-")[:64].rstrip(" _.-")
+    if slug and is_label(slug):
+        return slug
+    return "p-" + hashlib.sha256(name.casefold().encode()).hexdigest()[:6]
+
+
+@dataclass(frozen=True)
+class Person:
+    label: str  # the id
+    name: str  # what is shown
 
 
 @dataclass(frozen=True)
@@ -80,6 +139,7 @@ class Gallery:
         self._lock = threading.RLock()
         self._db = open_db(path, SCHEMA, synchronous="FULL")
         self._cache: dict[str, GalleryMatrix] = {}
+        self._names: dict[str, str] | None = None
         self._data_version = data_version(self._db)
 
     # ------------------------------------------------------------------------------------ plumbing
@@ -89,7 +149,18 @@ class Gallery:
         with self._lock:
             with transaction(self._db) as db:
                 yield db
-            self._cache.clear()
+            self._forget_cached()
+
+    def _forget_cached(self) -> None:
+        self._cache.clear()
+        self._names = None
+
+    def _fresh(self) -> None:
+        """Drop the caches when another connection (process) committed."""
+        version = data_version(self._db)
+        if version != self._data_version:
+            self._forget_cached()
+            self._data_version = version
 
     def close(self) -> None:
         with self._lock:
@@ -116,17 +187,25 @@ class Gallery:
         crop_format: str = "png",
         quality: float | None = None,
         source: str = "api",
+        request_key: str | None = None,
     ) -> int:
+        """The new enrollment's id; for a `request_key` that enrolled before (and whose enrollment is
+        still there), that enrollment's, and nothing is added (checked in the same transaction, so two copies of a request enroll once)."""
         label = check_label(label)
         blob = np.asarray(embedding, dtype=np.float32).reshape(-1).tobytes()
         created = to_iso(utc_now())
         with self._write() as db:
+            if request_key is not None and (before := self._training(db, request_key)) is not None:
+                return before
             cur = db.execute(
                 "INSERT INTO enrollments (label, model, embedding, crop, crop_format, quality, source, created)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (self._spelling(db, label), model, blob, crop, crop_format, quality, source, created),
             )
-            return int(cur.lastrowid or 0)
+            enrollment_id = int(cur.lastrowid or 0)
+            if request_key is not None:
+                self._remember_training(db, request_key, enrollment_id, created)
+            return enrollment_id
 
     def labels(self) -> dict[str, int]:
         """Label -> number of enrollments, sorted by label."""
@@ -160,15 +239,119 @@ class Gallery:
         label = check_label(label)
         with self._write() as db:
             db.execute("DELETE FROM negatives WHERE label = ?", (label,))
+            db.execute("DELETE FROM names WHERE label = ?", (label,))
             return db.execute("DELETE FROM enrollments WHERE label = ?", (label,)).rowcount
 
     def rename_label(self, label: str, new_label: str) -> int:
-        """Rename (or merge into an existing label); returns the number of enrollments moved."""
+        """Rename (or merge into an existing label); returns the number of enrollments moved. A merge
+        keeps the display name of the label merged into."""
         label, new_label = check_label(label), check_label(new_label)
         with self._write() as db:
-            target = new_label if label.lower() == new_label.lower() else self._spelling(db, new_label)
+            same = label.lower() == new_label.lower()
+            target = new_label if same else self._spelling(db, new_label)
             db.execute("UPDATE negatives SET label = ? WHERE label = ?", (target, label))
+            if same:  # a new spelling: the display name stays
+                db.execute("UPDATE names SET label = ? WHERE label = ?", (target, label))
+            else:  # the target's name is shown (the caller names a new target: `set_name`)
+                db.execute("DELETE FROM names WHERE label = ?", (label,))
             return db.execute("UPDATE enrollments SET label = ? WHERE label = ?", (target, label)).rowcount
+
+    # ------------------------------------------------------------------------------------- names
+
+    def names(self) -> dict[str, str]:
+        """Label -> display name, for every enrolled label (its label when it has no other name)."""
+        with self._lock:
+            self._fresh()
+            if self._names is None:
+                rows = self._db.execute(
+                    "SELECT e.label, n.name FROM (SELECT MIN(label) AS label FROM enrollments GROUP BY label) e"
+                    " LEFT JOIN names n ON n.label = e.label COLLATE NOCASE ORDER BY e.label"
+                ).fetchall()
+                self._names = {str(label): str(name or label) for label, name in rows}
+            return dict(self._names)
+
+    def name_of(self, label: str) -> str:
+        """How `label` is shown (the label itself when it has no display name, or is not enrolled)."""
+        return next((n for lab, n in self.names().items() if lab.lower() == label.lower()), label)
+
+    def resolve(self, given: str) -> str | None:
+        """The enrolled label that `given` names, by its label or its display name (any case), or None."""
+        text = check_name(given).casefold()
+        names = self.names()
+        by_label = (label for label in names if label.casefold() == text)
+        by_name = (label for label, name in names.items() if name.casefold() == text)
+        return next(by_label, None) or next(by_name, None)
+
+    def person(self, given: str, name: str | None = None, *, renaming: str | None = None) -> Person:
+        """Who `given` (a label or a display name) is: the enrolled person it names, else a new one whose
+        label is `given` when it is a valid label, else derived from it, unlike any other's. `name`, when
+        given, is the display name to show from now on. `renaming`: a label whose own spelling is free
+        (a person renamed keeps their label when the new name derives to it)."""
+        shown = check_name(name) if name is not None else None
+        if (found := self.resolve(given)) is not None:
+            return Person(found, shown or self.name_of(found))
+        shown = shown or check_name(given)
+        base = given.strip() if is_label(given) else label_for(given)
+        return Person(self._free_label(base, renaming), shown)
+
+    def _free_label(self, base: str, renaming: str | None) -> str:
+        taken = {label.lower() for label in self.names()} - {(renaming or "").lower()}
+        for n in range(1, 1000):
+            suffix = "" if n == 1 else f"-{n}"
+            candidate = base[: 64 - len(suffix)].rstrip(" _.-") + suffix
+            if candidate.lower() not in taken:
+                return candidate
+        raise ContractError(f"no free label left for {base!r}")  # a thousand people of one name
+
+    def set_name(self, person: Person) -> None:
+        """Show `person.label` as `person.name` from now on."""
+        label, name = check_label(person.label), check_name(person.name)
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO names (label, name) VALUES (?, ?) ON CONFLICT(label) DO UPDATE SET name = excluded.name",
+                (label, name),
+            )
+
+    # ---------------------------------------------------------------------------------- trainings
+
+    def _training(self, db: sqlite3.Connection, request_key: str) -> int | None:
+        row = db.execute(
+            "SELECT t.enrollment_id FROM trainings t JOIN enrollments e ON e.id = t.enrollment_id"
+            " WHERE t.request_key = ?",
+            (request_key,),
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def _remember_training(
+        self, db: sqlite3.Connection, request_key: str, enrollment_id: int, created: str
+    ) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO trainings (request_key, enrollment_id, answer, created) VALUES (?, ?, NULL, ?)",
+            (request_key, enrollment_id, created),
+        )
+        db.execute(
+            "DELETE FROM trainings WHERE rowid NOT IN (SELECT rowid FROM trainings ORDER BY rowid DESC LIMIT ?)",
+            (REMEMBERED_TRAININGS,),
+        )
+
+    def remember_answer(self, request_key: str, answer: str) -> None:
+        """Keep the answer to the training `request_key` (enrolled by `add`), for a retry of it."""
+        with self._write() as db:
+            db.execute("UPDATE trainings SET answer = ? WHERE request_key = ?", (answer, request_key))
+
+    def answered(self, request_key: str) -> tuple[str, str] | None:
+        """(the answer, the label its enrollment has now) of a training that enrolled before and whose
+        enrollment is still there; None for a new request (or one whose enrollment was deleted since:
+        training again is what the household wants then)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT t.answer, e.label FROM trainings t JOIN enrollments e ON e.id = t.enrollment_id"
+                " WHERE t.request_key = ?",
+                (request_key,),
+            ).fetchone()
+        if row is None or row[0] is None:  # no answer kept: `add` finds the enrollment again
+            return None
+        return str(row[0]), str(row[1])
 
     # ---------------------------------------------------------------------------------- negatives
 
@@ -208,6 +391,15 @@ class Gallery:
                 "SELECT MIN(label), COUNT(*) FROM negatives GROUP BY label ORDER BY label"
             ).fetchall()
         return {str(label): int(n) for label, n in rows}
+
+    def delete_negative(self, negative_id: int) -> str | None:
+        """Forget a negative ("not X" taken back); the label it was a negative of, None if there is none."""
+        with self._write() as db:
+            row = db.execute("SELECT label FROM negatives WHERE id = ?", (negative_id,)).fetchone()
+            if row is None:
+                return None
+            db.execute("DELETE FROM negatives WHERE id = ?", (negative_id,))
+            return str(row[0])
 
     def delete_enrollment(self, enrollment_id: int) -> bool:
         with self._write() as db:
@@ -250,10 +442,7 @@ class Gallery:
     def matrix(self, model: str) -> GalleryMatrix:
         """All embeddings of `model`, grouped by label; cached until the gallery changes."""
         with self._lock:
-            version = data_version(self._db)
-            if version != self._data_version:  # another connection (process) committed
-                self._cache.clear()
-                self._data_version = version
+            self._fresh()
             cached = self._cache.get(model)
             if cached is not None:
                 return cached

@@ -26,6 +26,7 @@ from homesec.contract import (
 )
 from recognizer_node.archive import Archive, ArchivedFace, ArchiveHit, SnapshotRecord
 from recognizer_node.imageio import decode_rgb, encode_jpeg
+from recognizer_node.negatives import archived_face
 from recognizer_node.pipeline import NoFaceError, query_face
 
 if TYPE_CHECKING:
@@ -110,11 +111,20 @@ class History:
         return self.archive.search(face.embedding, limit, top)
 
     def answer_search(self, req: FaceSearch) -> SearchResult:
-        """The hits, or a refusal when the photo has no face (not an image: ContractError)."""
-        try:
-            hits = self.search(req.image, req.threshold, req.top)
-        except NoFaceError as exc:
-            return SearchResult(request_id=req.request_id, ok=False, reason=str(exc))
+        """The hits, or a refusal when the photo has no face (not an image: ContractError) or the
+        archived face asked for is not there."""
+        if req.image is not None:
+            try:
+                hits = self.search(req.image, req.threshold, req.top)
+            except NoFaceError as exc:
+                return SearchResult(request_id=req.request_id, ok=False, reason=str(exc))
+            return SearchResult(request_id=req.request_id, ok=True, hits=[self._hit(h) for h in hits])
+        assert req.event_id is not None and req.seq is not None and req.face is not None  # the contract's
+        face = archived_face(self.recognizer, self.archive, req.event_id, req.seq, req.face)
+        if isinstance(face, str):  # the clean archived face, not the alert's boxed photo of it
+            return SearchResult(request_id=req.request_id, ok=False, reason=face)
+        limit = self.recognizer.settings.match_threshold if req.threshold is None else req.threshold
+        hits = self.archive.search(face.embedding, limit, req.top)
         return SearchResult(request_id=req.request_id, ok=True, hits=[self._hit(h) for h in hits])
 
     def _hit(self, h: ArchiveHit) -> SearchHit:

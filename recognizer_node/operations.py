@@ -39,14 +39,16 @@ from homesec.contract import (
     SnapshotMeta,
     Training,
     TrainResult,
+    UndoNot,
     Verdict,
 )
-from recognizer_node import negatives
+from recognizer_node import negatives, people
 from recognizer_node.archived_enroll import enroll_archived
 from recognizer_node.gallery import Gallery
 from recognizer_node.history import History, open_history, refusal
 from recognizer_node.matching import conflicts
 from recognizer_node.pipeline import Recognition, Recognizer
+from recognizer_node.progress import Ticker, progress_wanted
 from recognizer_node.repeats import AnsweredSnapshots, snapshot_key
 from recognizer_node.settings import RecognizerSettings
 from recognizer_node.visits import VisitDecision, Visits
@@ -66,6 +68,16 @@ class AlertImage:
 
     meta: Alert
     jpeg: bytes
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a snapshot (or a visit's closing) gives to publish, in this order: the alert, then the
+    results. A frame of a visit still waiting for its decision is held back: its result comes with the
+    decision, after the alert, so no result confirms a snapshot before its visit's alert is out."""
+
+    alert: AlertImage | None
+    results: list[RecognitionResult]
 
 
 class RecognizerOperations:
@@ -111,7 +123,9 @@ class RecognizerOperations:
         gallery = gallery or Gallery(settings.resolve_gallery_path(data_dir))
         if stale := gallery.stale(rec.embedder_id):
             log.info("re-embedding %d enrollments made with another model", stale)
-            rec.reembed_gallery(gallery)
+            bar = Ticker(stale, desc="re-embedding the gallery", unit="face", enabled=progress_wanted())
+            with bar as tick:
+                rec.reembed_gallery(gallery, tick)
         return cls(settings, rec, gallery, open_history(settings.archive, data_dir, rec), node=node)
 
     def close(self) -> None:
@@ -130,9 +144,21 @@ class RecognizerOperations:
 
     # ---------------------------------------------------------------------------------- snapshots
 
+    def receive(self, meta: SnapshotMeta, jpeg: bytes) -> Outcome:
+        """`recognize`, with the results of frames whose visit is still waiting held back until it is
+        decided (then they come, after the alert, in the outcome of the frame or of `due` that decides
+        it): what the MQTT service publishes."""
+        result, alert, released, held = self._recognize_snapshot(meta, jpeg, hold=True)
+        return Outcome(alert, released if held else [*released, result])
+
+    def due(self) -> list[Outcome]:
+        """The visits whose decision window closed without the rest of their burst: their alert (when
+        they call for one) and the results they held."""
+        return [Outcome(self._visit_alert(d) if d.alert else None, d.held) for d in self.visits.due()]
+
     def recognize(self, meta: SnapshotMeta, jpeg: bytes) -> tuple[RecognitionResult, AlertImage | None]:
         """The result for everyone, and the alert when this snapshot decides its visit (the frames of a
-        motion event alert once, recognizer_node/visits.py; `due_alerts` decides those cut short).
+        motion event alert once, recognizer_node/visits.py; `due` decides those cut short).
 
         A snapshot answered before (the same camera, event and seq) gets its result again, and its alert
         again, under the same key, when its first processing decided one: the camera publishes a
@@ -143,6 +169,14 @@ class RecognizerOperations:
         made again from the frame: a capture alerts again under the same key; a visit's frame starts its
         visit afresh, and its alert names the best of the visit's frames that came again (the notifier
         drops it when that is the key it handled, and groups it into the visit's message otherwise)."""
+        result, alert, _, _ = self._recognize_snapshot(meta, jpeg, hold=False)
+        return result, alert
+
+    def _recognize_snapshot(
+        self, meta: SnapshotMeta, jpeg: bytes, *, hold: bool
+    ) -> tuple[RecognitionResult, AlertImage | None, list[RecognitionResult], bool]:
+        """The frame's result, its alert, the earlier frames' results its decision releases, and whether
+        (with `hold`) its own result is held until its visit is decided."""
         key = snapshot_key(meta)
         if (known := self._answered.get(key)) is not None:
             result, alerted = known
@@ -152,17 +186,18 @@ class RecognizerOperations:
                 *key,
                 "its alert again" if again else "no alert",
             )
-            return result, again
+            return result, again, [], hold and self.visits.hold(result)
         archived = self._archived(meta)
         result, recognition = self._recognize(meta, jpeg)  # an archived one keeps its visitor ids
-        result, alert = self._visit(meta, result, jpeg, recognition)
+        result, alert, released = self._visit(meta, result, jpeg, recognition, hold)
         self._answered.put(key, result, None if alert is None else alert.meta)
+        held = hold and result.visit is not None and not result.visit.decided  # held by `visits.add`
         if archived:  # not counted twice
             log.info("%s/%s #%d archived before: its result again, decided again", *key)
-            return result, alert
+            return result, alert, released, held
         for observer in self._observers:
             observer(meta, result, alert is not None)
-        return result, alert
+        return result, alert, released, held
 
     def _alert_again(self, alert: Alert | None, meta: SnapshotMeta, jpeg: bytes) -> AlertImage | None:
         """The alert a repeated snapshot decided the first time, its photo drawn again from its frame."""
@@ -204,6 +239,7 @@ class RecognizerOperations:
             faces = self.history.record(meta, jpeg, recognition)
         else:
             faces = [f.to_contract() for f in recognition.faces]
+        faces = people.named_faces(faces, self.gallery)
         result = RecognitionResult(
             camera=meta.camera,
             event_id=meta.event_id,
@@ -217,20 +253,24 @@ class RecognizerOperations:
         return result, recognition
 
     def _visit(
-        self, meta: SnapshotMeta, result: RecognitionResult, jpeg: bytes, recognition: Recognition
-    ) -> tuple[RecognitionResult, AlertImage | None]:
-        """The frame's result with its visit's state, and the visit's alert when this frame decides it.
-        A capture someone asked for is shown at once, frame by frame, as it is."""
+        self,
+        meta: SnapshotMeta,
+        result: RecognitionResult,
+        jpeg: bytes,
+        recognition: Recognition,
+        hold: bool = False,
+    ) -> tuple[RecognitionResult, AlertImage | None, list[RecognitionResult]]:
+        """The frame's result with its visit's state, the visit's alert when this frame decides it, and
+        the results the decision releases (with `hold`, this one is kept while the visit waits). A
+        capture someone asked for is shown at once, frame by frame, as it is."""
         if meta.trigger == "manual":
-            return result, self._alert(meta, result, jpeg, recognition)
+            return result, self._alert(meta, result, jpeg, recognition), []
         embeddings = [m.face.embedding if m.face.rejected is None else None for m in recognition.faces]
-        state, decision = self.visits.add(meta, result, embeddings, jpeg)
+        state, decision = self.visits.add(meta, result, embeddings, jpeg, hold=hold)
         result = result.model_copy(update={"visit": state})
-        return result, self._visit_alert(decision) if decision is not None and decision.alert else None
-
-    def due_alerts(self) -> list[AlertImage]:
-        """The alerts of visits whose decision window closed without the rest of their burst."""
-        return [self._visit_alert(d) for d in self.visits.due() if d.alert]
+        if decision is None:
+            return result, None, []
+        return result, self._visit_alert(decision) if decision.alert else None, decision.held
 
     def _visit_alert(self, decision: VisitDecision) -> AlertImage:
         """The visit's one alert: its verdict, shown with its best frame (boxed for display only)."""
@@ -278,16 +318,25 @@ class RecognizerOperations:
         )
 
     def _train(self, req: Training) -> TrainResult:
+        """A retry of a request that enrolled (the same id, asking the same) gets the first answer again."""
+        key = people.training_key(req)
+        if (before := people.answered_training(self.gallery, key)) is not None:
+            log.info("training %s answered before: the same answer, not enrolled again", req.request_id)
+            return before
+        person = self.gallery.person(req.label, req.name)
         out = self.recognizer.enroll(
-            req.image, req.label, self.gallery, largest=req.largest, source=req.source, force=req.force
-        )
+            req.image, person.label, self.gallery, largest=req.largest, source=req.source, force=req.force,
+            request_key=key,
+        )  # fmt: skip
         if out.ok:
+            self.gallery.set_name(person)
             self._gallery_changed()
         else:
             log.info("training %r refused: %s", req.label, out.reason)
-        return TrainResult(
+        answer = TrainResult(
             request_id=req.request_id,
             label=out.label,
+            name=person.name,
             ok=out.ok,
             reason=out.reason,
             enrollment_id=out.enrollment_id,
@@ -296,13 +345,28 @@ class RecognizerOperations:
             looks_like=out.looks_like,
             looks_like_similarity=out.looks_like_similarity,
         )
+        if out.ok:
+            self.gallery.remember_answer(key, answer.model_dump_json())
+        return answer
 
     # ------------------------------------------------------------------------------------ gallery
 
     def gallery_command(self, cmd: GalleryCommand) -> GalleryResult:
         return _unless_storage_fails("gallery", lambda: self._gallery_command(cmd), lambda r: refusal(cmd, r))
 
-    def _gallery_command(self, cmd: GalleryCommand) -> GalleryResult:
+    def _gallery_command(self, given: GalleryCommand) -> GalleryResult:
+        named = people.resolve_command(given, self.gallery)  # labels for the names it gives
+        if isinstance(named, str):
+            return refusal(given, named)
+        cmd, person = named
+        answer = self._resolved_command(cmd)
+        if answer.ok and person is not None:
+            self.gallery.set_name(person)
+        if answer.ok and not isinstance(cmd, ListLabels | DismissVisitor):  # these leave the gallery as is
+            self._gallery_changed()
+        return people.with_names(answer, self.gallery)
+
+    def _resolved_command(self, cmd: GalleryCommand) -> GalleryResult:
         if isinstance(cmd, NameVisitor):
             answer = self._name_visitor(cmd)
         elif isinstance(cmd, DismissVisitor):
@@ -311,6 +375,8 @@ class RecognizerOperations:
             answer = self._not_label(cmd)
         elif isinstance(cmd, EnrollFace):
             answer = self._enroll_face(cmd)
+        elif isinstance(cmd, UndoNot):
+            answer = self._undo_not(cmd)
         elif isinstance(cmd, ListLabels):
             answer = self._list(cmd)
         else:
@@ -323,8 +389,6 @@ class RecognizerOperations:
                 labels=self.gallery.labels(),
                 removed=removed,
             )
-        if answer.ok and not isinstance(cmd, ListLabels | DismissVisitor):  # these leave the gallery as is
-            self._gallery_changed()
         return answer
 
     def _list(self, cmd: ListLabels) -> GalleryResult:
@@ -386,14 +450,30 @@ class RecognizerOperations:
             return refusal(cmd, f"no one is enrolled as {label!r}")
         g = self.gallery
         archived = face.source != negatives.PHOTO
-        if not (archived and any(n.source == face.source for n in g.negative_faces(label))):  # said twice
-            g.add_negative(
+        said = [n.id for n in g.negative_faces(label) if archived and n.source == face.source]
+        if said:  # said twice: the same negative
+            negative_id = said[0]
+        else:
+            negative_id = g.add_negative(
                 label, face.embedding, self.recognizer.embedder_id, face.crop, face.crop_format, face.source
             )
-            log.info("not %r: a negative from %s", label, face.source)
+            log.info("not %r: negative %d from %s", label, negative_id, face.source)
         return GalleryResult(
-            request_id=cmd.request_id, op=cmd.op, ok=True, labels=g.labels(), negatives=g.negatives()
-        )
+            request_id=cmd.request_id, op=cmd.op, ok=True, labels=g.labels(), negatives=g.negatives(),
+            negative_id=negative_id,
+        )  # fmt: skip
+
+    def _undo_not(self, cmd: UndoNot) -> GalleryResult:
+        """Take a "not X" back: the face may be named X again."""
+        label = self.gallery.delete_negative(cmd.negative_id)
+        if label is None:
+            return refusal(cmd, f"no negative {cmd.negative_id} (taken back already, or its label deleted)")
+        log.info("not %r taken back: negative %d forgotten", label, cmd.negative_id)
+        g = self.gallery
+        return GalleryResult(
+            request_id=cmd.request_id, op=cmd.op, ok=True, labels=g.labels(), negatives=g.negatives(),
+            negative_id=cmd.negative_id,
+        )  # fmt: skip
 
     def _enroll_face(self, cmd: EnrollFace) -> GalleryResult:
         """Enroll an archived face: the clean one an alert showed boxed."""
@@ -414,7 +494,10 @@ class RecognizerOperations:
     def _summarize(self) -> GallerySummary:
         labels = self.gallery.labels()
         return GallerySummary(
-            labels=labels, enrollments=sum(labels.values()), model=self.recognizer.model_name
+            labels=labels,
+            names=self.gallery.names(),
+            enrollments=sum(labels.values()),
+            model=self.recognizer.model_name,
         )
 
     def _gallery_changed(self) -> None:

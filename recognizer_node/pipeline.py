@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +13,6 @@ import numpy as np
 from homesec.contract import ContractError, Face, Verdict, check_label
 from recognizer_node import models
 from recognizer_node.align import align_face, source_region
-from recognizer_node.annotate import draw_marks, mark_for
 from recognizer_node.detection import Box, DetectionPlan, detect
 from recognizer_node.gallery import Gallery
 from recognizer_node.imageio import decode_rgb, encode_png, open_image
@@ -264,8 +263,10 @@ class Recognizer:
         largest: bool = False,
         source: str = "api",
         force: bool = False,
+        request_key: str | None = None,
     ) -> EnrollResult:
         """Enroll exactly one usable face (or the largest when asked); refusals carry the reason.
+        A `request_key` (a training request) that enrolled before gets its enrollment again (`Gallery.add`).
 
         A face that already matches another label is refused unless `force`d: enrolled, it would make
         that person ambiguous between two labels, so unknown at every sighting.
@@ -278,7 +279,9 @@ class Recognizer:
             return EnrollResult(False, reason, faces_found=found, label=label)
         embedding = face.embedding if face.embedding is not None else self.embedder(face.crop)
         crop = EnrollCrop(encode_png(face.crop), "png", face.quality)
-        return self.enroll_embedding(embedding, crop, label, gallery, source=source, force=force, found=found)
+        return self.enroll_embedding(
+            embedding, crop, label, gallery, source=source, force=force, found=found, request_key=request_key
+        )
 
     def enroll_embedding(
         self,
@@ -290,6 +293,7 @@ class Recognizer:
         source: str,
         force: bool = False,
         found: int = 1,
+        request_key: str | None = None,
     ) -> EnrollResult:
         """Enroll a face already found and embedded (a photo's, or an archived one), unless it already
         matches another label and is not `force`d."""
@@ -301,7 +305,7 @@ class Recognizer:
             why = f"looks like {name} ({score:.2f}): add it to {name}, or force"
             return EnrollResult(False, why, None, found, crop.quality, label, name, score)
         enrollment_id = gallery.add(
-            label, embedding, self.embedder_id, crop.data, crop.format, crop.quality, source
+            label, embedding, self.embedder_id, crop.data, crop.format, crop.quality, source, request_key
         )
         log.info("enrolled %s as #%d (quality %s, %s)", label, enrollment_id, crop.quality, source)
         return EnrollResult(True, None, enrollment_id, found, crop.quality, label)
@@ -310,13 +314,24 @@ class Recognizer:
 
     def annotate(self, data: bytes, faces: Sequence[Face | MatchedFace]) -> bytes:
         """JPEG of the image with each face boxed: green named, red unknown, grey not usable."""
+        # imported here: Pillow's drawing and fonts cost a `homesec faces` run ~50 ms and are not used
+        from recognizer_node.annotate import draw_marks, mark_for
+
         contract_faces = [f.to_contract() if isinstance(f, MatchedFace) else f for f in faces]
         marks = [mark_for(f.label, f.similarity, f.rejected, f.box) for f in contract_faces]
         return draw_marks(data, marks, max_pixels=self.settings.max_image_pixels)
 
-    def reembed_gallery(self, gallery: Gallery) -> int:
-        """Re-embed enrollments made with another model from their stored crops."""
-        return gallery.reembed(self.embedder_id, lambda crop, _fmt: self.embedder(decode_rgb(crop)))
+    def reembed_gallery(self, gallery: Gallery, on_each: Callable[[], None] | None = None) -> int:
+        """Re-embed enrollments made with another model from their stored crops (`on_each` after each:
+        a progress bar)."""
+
+        def embed(crop: bytes, _fmt: str) -> np.ndarray:
+            embedding = self.embedder(decode_rgb(crop))
+            if on_each is not None:
+                on_each()
+            return embedding
+
+        return gallery.reembed(self.embedder_id, embed)
 
 
 class NoFaceError(ContractError):

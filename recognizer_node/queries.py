@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from homesec.contract import Face, Payload
 from recognizer_node import archive_browse as browse
+from recognizer_node import people
 from recognizer_node.annotate import draw_marks, mark_for
 from recognizer_node.operations import ARCHIVE_OFF, RecognizerOperations
 
@@ -51,6 +52,7 @@ class EnrollmentInfo(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     id: int
     label: str
+    name: str  # the label's display name (any script)
     quality: float | None
     source: str
     created: str
@@ -59,6 +61,7 @@ class EnrollmentInfo(BaseModel):
 class LabelInfo(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     label: str
+    name: str  # how the person is shown (any script: `José`); `label` is their id
     enrollments: int
     best: int  # the enrollment of the best quality: its crop is the label's thumbnail
 
@@ -74,7 +77,7 @@ class Crop(BaseModel):
 def match(ops: RecognizerOperations, req: Matching) -> MatchResult:
     """Every face of the photo against the gallery; nothing is archived or enrolled."""
     recognition = ops.recognizer.recognize(req.image, ops.gallery)
-    faces = [m.to_contract() for m in recognition.faces]
+    faces = people.named_faces([m.to_contract() for m in recognition.faces], ops.gallery)
     named = [f for f in faces if f.label is not None]
     best = max(named, key=lambda f: f.similarity or 0.0) if named else None
     analysis = recognition.analysis
@@ -99,15 +102,28 @@ def labels(ops: RecognizerOperations) -> list[LabelInfo]:
     out = []
     for group in by_label.values():
         best = max(group, key=lambda e: (e.quality or 0.0, -e.id))
-        out.append(LabelInfo(label=group[0].label, enrollments=len(group), best=best.id))
+        first = group[0]
+        out.append(LabelInfo(label=first.label, name=first.name, enrollments=len(group), best=best.id))
     return sorted(out, key=lambda i: i.label.lower())
 
 
 def enrollments(ops: RecognizerOperations, label: str | None = None) -> list[EnrollmentInfo]:
-    """The enrollments (of one label: ContractError when the label is malformed), oldest first."""
+    """The enrollments (of one person, by label or display name: ContractError when it is malformed),
+    oldest first."""
+    gallery = ops.gallery
+    if label is not None and (label := gallery.resolve(label)) is None:
+        return []
+    names = {known.lower(): name for known, name in gallery.names().items()}
     return [
-        EnrollmentInfo(id=e.id, label=e.label, quality=e.quality, source=e.source, created=e.created)
-        for e in ops.gallery.enrollments(label)
+        EnrollmentInfo(
+            id=e.id,
+            label=e.label,
+            name=names.get(e.label.lower(), e.label),
+            quality=e.quality,
+            source=e.source,
+            created=e.created,
+        )
+        for e in gallery.enrollments(label)
     ]
 
 

@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -76,9 +77,13 @@ def _search_directory(
     args: argparse.Namespace, data_dir: Path, rec: Recognizer, query: np.ndarray, threshold: float
 ) -> int:
     from recognizer_node.directory_search import DirectoryIndex, rank
+    from recognizer_node.progress import progress, progress_wanted
+
+    def show(paths: Iterable[Path]) -> Iterable[Path]:
+        return progress(paths, desc="photos", unit="photo", enabled=progress_wanted(args.json))
 
     with DirectoryIndex(data_dir / "search" / "index.sqlite3", rec.embedder_id) as index:
-        report = index.refresh(Path(args.target), lambda data: rec.analyze(data, embed_all=True))
+        report = index.refresh(Path(args.target), lambda data: rec.analyze(data, embed_all=True), show)
     for path, error in report.errors:
         print(f"{path}: skipped: {error}", file=sys.stderr)
     hits = rank(query, report.faces, threshold, args.min_face, args.top)

@@ -33,11 +33,12 @@ from homesec.contract import (
     parse_meta,
 )
 from homesec.requests import request_id_of, serve
+from recognizer_node.archive_mqtt import serve_archive_queries
 from recognizer_node.gallery import Gallery
 from recognizer_node.history import History
 from recognizer_node.household import Household
 from recognizer_node.household_mqtt import watch_household
-from recognizer_node.operations import AlertImage, RecognizerOperations
+from recognizer_node.operations import AlertImage, Outcome, RecognizerOperations
 from recognizer_node.pipeline import Recognizer
 from recognizer_node.settings import RecognizerSettings
 
@@ -92,6 +93,7 @@ class RecognizerService:
         # Retained state, refreshed at every (re)connection from the cached summary: the hook runs on
         # paho's network thread, which must not wait on the gallery while a training holds it.
         bus.on_connected(lambda: self._publish_summary(self.ops.summary))
+        serve_archive_queries(bus, self.ops)  # `homesec visits`, `homesec visitors`
         # The rest of the house (nodes, armed, cameras) for the HTTP API's state routes.
         self.household = Household()
         watch_household(bus, self.household)
@@ -111,11 +113,12 @@ class RecognizerService:
         self.ops.close()
 
     def _close_late_visits(self) -> None:
-        """Alert for the visits whose decision window closed before the rest of their burst came."""
+        """Decide the visits whose window closed before the rest of their burst came: their alert, then
+        the results of their frames, held until now."""
         while not self._stop.wait(VISIT_TICK_S):
             try:
-                for alert in self.ops.due_alerts():
-                    self._publish_alert(alert)
+                for outcome in self.ops.due():
+                    self._publish(outcome)
             except Exception:  # a failed alert must not end the timer: later visits need it
                 log.exception("could not publish a visit's alert")
 
@@ -127,23 +130,30 @@ class RecognizerService:
                 raise ContractError(
                     f"snapshot meta says camera {meta.camera!r} but the topic says {camera!r}"
                 )
-            result, alert = self.ops.recognize(meta, msg.payload)
+            outcome = self.ops.receive(meta, msg.payload)
         except ContractError as exc:  # answered all the same when it can be told apart: see _refused
             self._refused(camera, msg, str(exc))
             raise
-        # The alert first: a recognizer killed between the two leaves the snapshot without a result, so
-        # the camera publishes it again and the repeat sends the alert again (recognizer_node/repeats.py).
-        if alert is not None:
-            self._publish_alert(alert)
-        self.bus.publish(self.topics.result(camera), result)
-        log.info(
-            "%s #%d: %s %s in %.0f ms",
-            camera,
-            meta.seq,
-            result.verdict.value,
-            [f.label or f.rejected or "unknown" for f in result.faces],
-            result.timings_ms.get("total", 0.0),
-        )
+        self._publish(outcome)
+        if not any(r.seq == meta.seq and r.event_id == meta.event_id for r in outcome.results):
+            log.info("%s #%d: held until its visit is decided", camera, meta.seq)
+
+    def _publish(self, outcome: Outcome) -> None:
+        """The alert first, then the results: a recognizer killed between the two leaves the snapshots
+        without a result, so the camera publishes them again and the repeat (or the visit decided again)
+        sends the alert again (recognizer_node/repeats.py, visits.py)."""
+        if outcome.alert is not None:
+            self._publish_alert(outcome.alert)
+        for result in outcome.results:
+            self.bus.publish(self.topics.result(result.camera), result)
+            log.info(
+                "%s #%d: %s %s in %.0f ms",
+                result.camera,
+                result.seq,
+                result.verdict.value,
+                [f.label or f.rejected or "unknown" for f in result.faces],
+                result.timings_ms.get("total", 0.0),
+            )
 
     def _refused(self, camera: str, msg: Message, reason: str) -> None:
         """Answer a snapshot that cannot be processed with a result saying why, when its event id and seq

@@ -3,12 +3,19 @@
 Faces are followed across frames (the same place, or the same face by embedding). A person is named
 when any frame names them; the visit is `unknown` only when a usable face stays unnamed in every
 frame it was seen in. One alert per visit, with its best photo (the frame with the largest, sharpest
-unnamed face).
+unnamed face); when a later frame of a visit already alerted shows its stranger clearly better
+(`BETTER_PX` larger, or as large and `BETTER_QUALITY` sharper), the visit's next revision carries that
+frame, so the alert's photo is replaced.
 
 When to alert: a frame whose unknown face is clearly nobody enrolled (best similarity under
 `doubt_floor`) alerts at once; a doubtful one (a face close to someone enrolled, which a better frame
 of the same visit often names) waits for the burst's last frame or `window_s`, whichever comes first.
 docs/accuracy.md has the measurements behind both figures (bench/visits.py).
+
+While a visit waits, the results of its frames are held (`add(..., hold=True)`, `hold`) and handed back
+with its decision, to be published after its alert: a result tells the camera its snapshot is done, so a
+recognizer killed before the decision leaves the frames unconfirmed, the camera publishes them again,
+and the visit is decided (and alerted) afresh. docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -32,7 +39,13 @@ VisitKey = tuple[str, str]  # camera, event id
 SAME_FACE = 0.5  # at least this: the same face, wherever it is
 OTHER_FACE = 0.35  # under this: two people, even in the same place
 SAME_PLACE = 0.3  # box overlap (IoU) enough to follow a face whose embedding is missing or poor
+UNNAMED = 10_000  # added to a photo's face size when the face is unnamed: any such photo ranks first
 ALERT_ON = frozenset({Verdict.UNKNOWN})
+# A later photo replaces the alert's when its unnamed face is this much larger (its shorter side), or as
+# large and this much higher in quality (0..1, recognizer_node/quality.py): a burst's frames of one
+# face differ by a few pixels and hundredths, which is not worth an edit of the message.
+BETTER_PX = 1.2
+BETTER_QUALITY = 0.1
 
 
 @dataclass
@@ -67,7 +80,8 @@ class VisitDecision:
     faces: list[Face]  # one per followed face: its named sight, else its best one
     best: Frame
     alert: bool  # send (or correct) the alert now
-    revision: int  # 0: the visit's first decision; then each change of verdict
+    revision: int  # 0: the visit's first decision; then each change of verdict, face or photo
+    held: list[RecognitionResult] = field(default_factory=list)  # frames' results to publish after it
 
 
 @dataclass
@@ -82,6 +96,8 @@ class _Visit:
     best: Frame | None = None
     best_rank: tuple[int, float] = (-1, -1.0)
     alerted: Frame | None = None  # the photo of its last alert, to send it again for a repeated frame
+    alerted_rank: tuple[int, float] = (-1, -1.0)
+    held: list[RecognitionResult] = field(default_factory=list)  # results waiting for the decision
     decided: Verdict | None = None
     revision: int = -1
     strangers: int = 0  # unnamed usable faces when last decided
@@ -115,10 +131,17 @@ class Visits:
         self._lock = threading.Lock()
 
     def add(
-        self, meta: SnapshotMeta, result: RecognitionResult, embeddings: list[np.ndarray | None], jpeg: bytes
+        self,
+        meta: SnapshotMeta,
+        result: RecognitionResult,
+        embeddings: list[np.ndarray | None],
+        jpeg: bytes,
+        *,
+        hold: bool = False,
     ) -> tuple[VisitState, VisitDecision | None]:
         """Fold a frame into its visit: the visit's state, and the decision when this frame makes (or
-        changes) one."""
+        changes) one. With `hold`, the frame's result (with that state) is kept while the visit waits,
+        and comes back in its decision's `held`: then the state says `decided` false."""
         with self._lock:
             visit = self._visit(meta)
             decision = None
@@ -127,17 +150,31 @@ class Visits:
                 _fold(visit, result, embeddings)
                 self._keep_best(visit, Frame(meta, result, jpeg), result)
                 decision = self._decision(visit, meta)
-            return _state(visit), decision
+            state = _state(visit)
+            if hold and visit.decided is None:
+                _hold(visit, result.model_copy(update={"visit": state}))
+            return state, decision
+
+    def hold(self, result: RecognitionResult) -> bool:
+        """Keep a frame's result (a repeat's) until its visit is decided; False when it is not waiting."""
+        with self._lock:
+            visit = self._visits.get((result.camera, result.event_id))
+            if visit is None or visit.decided is not None:
+                return False
+            _hold(visit, result)
+            return True
 
     def _decision(self, visit: _Visit, meta: SnapshotMeta) -> VisitDecision | None:
         if visit.decided is not None:
             news = visit.verdict() != visit.decided or _strangers(visit) > visit.strangers
-            return self._decide(visit) if news else None  # (a new unknown face is news too)
+            news = news or self._better_photo(visit)  # (a new unknown face, or a clearer one, is news too)
+            return self._decide(visit) if news else None
         last = len(visit.seqs) >= visit.burst or meta.seq + 1 >= visit.burst
         return self._decide(visit) if last or not self._doubtful(visit) else None
 
     def due(self) -> list[VisitDecision]:
-        """The decisions of the visits whose window closed before their burst was complete."""
+        """The decisions of the visits whose window closed before their burst was complete (alerting or
+        not: each hands back the results it held)."""
         now = self._clock()
         with self._lock:
             late = [
@@ -176,6 +213,17 @@ class Visits:
         unnamed = [t for t in visit.tracks if t.usable and t.label is None]
         return any((t.similarity or 0.0) >= self.doubt_floor for t in unnamed)
 
+    @staticmethod
+    def _better_photo(visit: _Visit) -> bool:
+        """Whether the visit's best frame shows its stranger clearly better than the alert's photo."""
+        if visit.decided != Verdict.UNKNOWN or visit.alerted is None or visit.best is visit.alerted:
+            return False
+        (px, quality), (was_px, was_quality) = visit.best_rank, visit.alerted_rank
+        if px < UNNAMED or was_px < UNNAMED:  # an unnamed face's photo replaces any other, never the reverse
+            return px >= UNNAMED > was_px
+        px, was_px = px - UNNAMED, was_px - UNNAMED
+        return px >= was_px * BETTER_PX or (px >= was_px and quality >= was_quality + BETTER_QUALITY)
+
     def _decide(self, visit: _Visit) -> VisitDecision:
         verdict, before = visit.verdict(), visit.decided
         # A change alerts only when it is news: to a stranger, or to someone there from nobody. A
@@ -191,7 +239,7 @@ class Visits:
         pool = unnamed or result.faces
         px = max((_px(f.box) for f in pool), default=0)
         quality = max((f.quality or 0.0 for f in pool), default=0.0)
-        rank = (px + (10_000 if unnamed else 0), quality)
+        rank = (px + (UNNAMED if unnamed else 0), quality)
         if visit.best is None or rank > visit.best_rank:
             visit.best, visit.best_rank = frame, rank
 
@@ -204,6 +252,10 @@ def _state(visit: _Visit) -> VisitState:
         decided=decided,
         revision=visit.revision if decided else None,
     )
+
+
+def _hold(visit: _Visit, result: RecognitionResult) -> None:
+    visit.held = [r for r in visit.held if r.seq != result.seq] + [result]
 
 
 def _fold(visit: _Visit, result: RecognitionResult, embeddings: list[np.ndarray | None]) -> None:
@@ -255,7 +307,8 @@ def _decided(visit: _Visit, verdict: Verdict, alert: bool) -> VisitDecision:
     visit.revision += 1
     visit.strangers = _strangers(visit)
     if alert:
-        visit.alerted = visit.best
+        visit.alerted, visit.alerted_rank = visit.best, visit.best_rank
+    held, visit.held = visit.held, []
     return VisitDecision(
         visit.camera,
         visit.event_id,
@@ -265,6 +318,7 @@ def _decided(visit: _Visit, verdict: Verdict, alert: bool) -> VisitDecision:
         visit.best,
         alert,
         visit.revision,
+        held,
     )
 
 

@@ -73,6 +73,7 @@ class FakeTelegram:
         self.hung_chats: set[int] = set()  # every call naming one of these chats hangs
         self.files: dict[str, bytes] = {}
         self.captions: dict[tuple[int, int], str] = {}  # (chat, message_id) of each photo sent -> its caption
+        self.photos: dict[tuple[int, int], bytes] = {}  # (chat, message_id) -> the JPEG it shows now
         self._updates: list[dict[str, Any]] = []
         self._next_update = 1
         self._next_message = 1000
@@ -217,18 +218,56 @@ class FakeTelegram:
             photo.startswith(b"\xff\xd8") and len(photo) <= 10 * 1024 * 1024, "photo must be a JPEG file"
         )
         self._shape(len(fields.get("caption", "")) <= 1024, "caption longer than 1024")
-        if "reply_markup" in fields:
-            markup = json.loads(fields["reply_markup"])
-            for row in markup.get("inline_keyboard", []):
-                for button in row:
-                    self._shape(
-                        1 <= len(button["callback_data"].encode()) <= 64, "callback_data not 1-64 bytes"
-                    )
+        self._markup(fields)
         chat = self._chat(fields)
         msg = self._new_message(chat, photo=[{"file_id": "sent", "width": 64, "height": 48}])
         with self._cond:
             self.captions[(chat, msg["message_id"])] = str(fields.get("caption", ""))
+            self.photos[(chat, msg["message_id"])] = photo
         return msg
+
+    def _markup(self, fields: dict[str, Any]) -> None:
+        """An inline keyboard, JSON text in a multipart form (an object in a JSON body)."""
+        if "reply_markup" not in fields:
+            return
+        markup = fields["reply_markup"]
+        markup = json.loads(markup) if isinstance(markup, str) else markup
+        for row in markup.get("inline_keyboard", []):
+            for button in row:
+                self._shape(1 <= len(button["callback_data"].encode()) <= 64, "callback_data not 1-64 bytes")
+
+    def _m_editMessageMedia(self, fields: dict[str, Any], files: dict[str, bytes]) -> dict[str, Any]:
+        """As the Bot API documents it: `media` a JSON-serialized InputMediaPhoto whose `media` is
+        `attach://<name>` for a file uploaded under <name> in the same multipart request (or a file_id /
+        URL); its caption 0-1024; only a photo message this bot sent can be edited (it is then that
+        message, returned)."""
+        try:
+            media = json.loads(fields.get("media", ""))
+        except ValueError:
+            media = None
+        self._shape(
+            isinstance(media, dict) and media.get("type") == "photo", "media must be an InputMediaPhoto"
+        )
+        assert isinstance(media, dict)
+        ref = str(media.get("media", ""))
+        self._shape(ref.removeprefix("attach://") in files, "media must be attach://<a file of this request>")
+        photo = files[ref.removeprefix("attach://")]
+        self._shape(photo.startswith(b"\xff\xd8") and len(photo) <= 10 * 1024 * 1024, "photo must be a JPEG")
+        caption = media.get("caption", "")
+        self._shape(isinstance(caption, str) and len(caption) <= 1024, "caption longer than 1024")
+        self._markup(fields)
+        self._shape(str(fields.get("message_id", "")).isdigit(), "message_id must be an integer")
+        key = (self._chat(fields), int(fields["message_id"]))
+        with self._cond:
+            if key not in self.photos:
+                raise _Refuse(400, "Bad Request: message to edit not found")
+            self.captions[key], self.photos[key] = caption, photo
+        return {
+            "message_id": key[1],
+            "chat": {"id": key[0], "type": "private"},
+            "photo": [{"file_id": f"edited-{key[1]}", "width": 64, "height": 48}],
+            "caption": caption,
+        }
 
     def _m_sendMessage(self, fields: dict[str, Any], files: dict[str, bytes]) -> dict[str, Any]:
         self._shape(isinstance(fields.get("text"), str) and 1 <= len(fields["text"]) <= 4096, "bad text")

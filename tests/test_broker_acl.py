@@ -23,7 +23,8 @@ T = Topics()
 REPO = Path(__file__).parent.parent
 # The deployment's accounts under test: camera door (gate is another camera), recognizer main, ...
 CAMERA, RECOGNIZER, NOTIFIER = "camera-door", "recognizer-main", "notifier-main"
-ACCOUNTS = (CAMERA, RECOGNIZER, NOTIFIER, "admin", "viewer")
+HA, BRIDGE = "homeassistant", "habridge-main"  # Home Assistant, and the bridge announcing homesec to it
+ACCOUNTS = (CAMERA, RECOGNIZER, NOTIFIER, "admin", "viewer", HA, BRIDGE)
 
 
 def test_committed_acl_is_the_rendered_one() -> None:
@@ -45,8 +46,14 @@ def test_anonymous_and_wrong_password_are_refused(broker: Broker) -> None:
 ARGS: dict[str, list[tuple[str, ...]]] = {
     "camera": [("door",), ("gate",)],
     "node": [
-        (n,) for n in ("camera/door", "camera/gate", "recognizer/main", "recognizer/r2", "notifier/main")
+        (n,)
+        for n in (
+            *("camera/door", "camera/gate", "recognizer/main", "recognizer/r2", "notifier/main"),
+            "habridge/main",
+        )
     ],
+    "component,object_id": [("switch", "system_armed"), ("sensor", "person_alice_123abc_last_seen")],
+    "person": [("alice_123abc",)],
     "label": [("alice",)],
     "role,client": [("admin", "c1"), ("notifier", "c1")],
 }
@@ -72,9 +79,15 @@ def contract_topics(t: Topics) -> list[str]:
 TOPICS = contract_topics(T)
 EVERY_CAMERA = ("door", "gate")
 PHOTOS = {T.snapshot(c) for c in EVERY_CAMERA} | {T.alert(c) for c in EVERY_CAMERA}
+PHOTOS |= {T.camera_cmd_show(c) for c in EVERY_CAMERA}  # a photo shown to a camera
+DISCOVERY = {t for t in TOPICS if t.startswith(T.discovery_prefix + "/")}  # Home Assistant's, not ours
+CONFIGS = DISCOVERY - {T.ha_status}
+AVAILABLE = {t for t in TOPICS if t.endswith("/available")}
+DERIVED = {T.ha_visit(c) for c in EVERY_CAMERA} | {T.ha_last_person(c) for c in EVERY_CAMERA}
+DERIVED |= {T.ha_last_seen("alice_123abc"), T.ha_recognizers}
 # What the design says each account does; everything else must be refused.
 MAY_PUBLISH = {
-    CAMERA: {T.snapshot("door"), T.motion("door"), T.camera_enabled("door")}
+    CAMERA: {T.snapshot("door"), T.motion("door"), T.camera_enabled("door"), T.camera_state("door")}
     | {T.available("camera/door"), T.error("camera/door")},
     RECOGNIZER: {T.result(c) for c in EVERY_CAMERA}
     | {T.alert(c) for c in EVERY_CAMERA}
@@ -82,19 +95,26 @@ MAY_PUBLISH = {
     | {T.available("recognizer/main"), T.error("recognizer/main")}
     | {T.reply("admin", "c1"), T.reply("notifier", "c1")}
     | {T.armed_cmd}
-    | {T.camera_cmd_enable(c) for c in EVERY_CAMERA},  # the HTTP API's state routes
+    | {T.camera_cmd_enable(c) for c in EVERY_CAMERA}  # the HTTP API's state routes
+    | {T.camera_cmd_capture(c) for c in EVERY_CAMERA},  # and its capture route (the web page's button)
     NOTIFIER: {T.armed, T.delivered, T.available("notifier/main"), T.error("notifier/main")}
-    | {T.train, T.train_raw("alice"), T.gallery_cmd, T.search_cmd}
+    | {T.train, T.train_raw("alice"), T.gallery_cmd, T.search_cmd, T.archive_cmd}  # every recognizer/cmd/
     | {T.camera_cmd_capture(c) for c in EVERY_CAMERA},
-    "admin": {T.train, T.train_raw("alice"), T.gallery_cmd, T.search_cmd, T.armed_cmd}
+    "admin": {T.train, T.train_raw("alice"), T.gallery_cmd, T.search_cmd, T.archive_cmd, T.armed_cmd}
     | {T.camera_cmd_capture(c) for c in EVERY_CAMERA}
+    | {T.camera_cmd_show(c) for c in EVERY_CAMERA}
     | {T.camera_cmd_enable(c) for c in EVERY_CAMERA},
     "viewer": set(),
+    HA: {T.armed_cmd, T.ha_status}
+    | {T.camera_cmd_enable(c) for c in EVERY_CAMERA}
+    | {T.camera_cmd_capture(c) for c in EVERY_CAMERA},
+    BRIDGE: CONFIGS | DERIVED | {T.available("habridge/main"), T.error("habridge/main")},
 }
 MAY_READ = {
-    CAMERA: {T.camera_cmd_capture("door"), T.camera_cmd_enable("door"), T.result("door")},
+    CAMERA: {T.camera_cmd_capture("door"), T.camera_cmd_enable("door"), T.camera_cmd_show("door")}
+    | {T.result("door")},
     RECOGNIZER: {T.snapshot(c) for c in EVERY_CAMERA}
-    | {T.train, T.train_raw("alice"), T.gallery_cmd, T.search_cmd}
+    | {T.train, T.train_raw("alice"), T.gallery_cmd, T.search_cmd, T.archive_cmd}
     | {t for t in TOPICS if t.endswith("/available")}
     | {T.camera_enabled(c) for c in EVERY_CAMERA}
     | {T.armed},
@@ -103,15 +123,27 @@ MAY_READ = {
     | {t for t in TOPICS if t.endswith("/available")}
     | {T.camera_enabled(c) for c in EVERY_CAMERA}
     | {T.gallery, T.armed, T.armed_cmd, T.reply("notifier", "c1")},
-    "admin": set(TOPICS) - PHOTOS,
-    "viewer": set(TOPICS) - PHOTOS,
+    "admin": set(TOPICS) - PHOTOS - DISCOVERY,
+    "viewer": set(TOPICS) - PHOTOS - DISCOVERY,
+    # the household's own screen: the photos of its image entities too, but not a photo shown to a camera
+    HA: DISCOVERY
+    | AVAILABLE
+    | DERIVED
+    | {T.armed, T.gallery}
+    | {T.motion(c) for c in EVERY_CAMERA}
+    | {T.camera_enabled(c) for c in EVERY_CAMERA}
+    | {T.camera_state(c) for c in EVERY_CAMERA}
+    | {T.snapshot(c) for c in EVERY_CAMERA}
+    | {T.alert(c) for c in EVERY_CAMERA},
+    BRIDGE: AVAILABLE | CONFIGS | {T.ha_status, T.gallery} | {T.result(c) for c in EVERY_CAMERA},
 }
 # Filters with wildcards and shared subscriptions: granted only to these accounts.
 FILTERS = {
     "#": set(),
     f"{T.prefix}/#": {"admin", "viewer"},
-    T.all_snapshots: {RECOGNIZER},
-    T.all_alerts: {NOTIFIER},
+    T.all_snapshots: {RECOGNIZER, HA},
+    T.all_alerts: {NOTIFIER, HA},
+    f"{T.discovery_prefix}/#": {HA},
     f"$share/{{group}}/{T.all_snapshots}": {RECOGNIZER},  # the deployment's own group
     f"$share/recognizer/{T.all_snapshots}": set(),  # a guess
     f"$share/{{group}}/{T.all_alerts}": set(),

@@ -13,14 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from homesec import contract
 from homesec.contract import (
     Alert,
+    ArchiveAnswer,
+    ArchiveQuery,
     ArmCommand,
     ArmedState,
     CameraEnabled,
+    CameraState,
     CaptureCommand,
     ContractError,
     DeleteEnrollment,
@@ -35,6 +38,8 @@ from homesec.contract import (
     GalleryResult,
     GallerySummary,
     LabelConflict,
+    LastPerson,
+    LastSeen,
     ListLabels,
     MergeLabels,
     MotionEvent,
@@ -48,6 +53,7 @@ from homesec.contract import (
     SearchMeta,
     SearchRequest,
     SearchResult,
+    ShowCommand,
     SnapshotMeta,
     Topics,
     Training,
@@ -56,7 +62,9 @@ from homesec.contract import (
     TrainResult,
     Trigger,
     TriggerMode,
+    UndoNot,
     Verdict,
+    VisitEvent,
     decode_search,
     decode_train,
     from_iso,
@@ -92,6 +100,8 @@ SAMPLES: list[Payload] = [
     CameraEnabled(camera="door", enabled=False),
     CaptureCommand(burst=2),
     EnableCommand(enabled=True),
+    ShowCommand(request_id="r"),
+    CameraState(camera="door", state="error", reason="401 Unauthorized"),
     RecognitionResult(
         camera="door",
         event_id="e1",
@@ -127,6 +137,7 @@ SAMPLES: list[Payload] = [
     NotLabel(label="alice", event_id="e1", seq=0, face=1),
     NotLabel(label="alice", image_b64="aGk="),
     EnrollFace(event_id="e1", seq=0, face=1, label="Carol", force=True),
+    UndoNot(negative_id=3),
     GalleryResult(request_id="r", op="list", ok=True, labels={"alice": 2}),
     GalleryResult(
         request_id="r", op="list", ok=True, conflicts=[LabelConflict(label="a", other="b", similarity=0.8)]
@@ -135,9 +146,25 @@ SAMPLES: list[Payload] = [
     ArmedState(armed=True, by="cli"),
     ArmCommand(armed=False),
     Delivered(event_id="e1", camera="door", channel="telegram", chat_id="1", grouped=2),
+    VisitEvent(
+        event_type="known_person",
+        camera="door",
+        event_id="e1",
+        verdict=Verdict.KNOWN,
+        labels=["alice"],
+        names=["Alice"],
+        similarities=[0.7],
+        visitors=["7"],
+        frames=2,
+        revision=1,
+    ),
+    LastPerson(camera="door", event_id="e1", label=None, name="unknown", visitor="7"),
+    LastSeen(label="alice", name="Alice", camera="door", event_id="e1", similarity=0.7),
     SearchMeta(threshold=0.4, top=5),
     SearchRequest(image_b64="aGk=", top=3),
     SearchResult(request_id="s", ok=True, hits=[HIT]),
+    ArchiveQuery(what="events", camera="door", verdict=Verdict.UNKNOWN, since=TS, limit=20),
+    ArchiveAnswer(request_id="q", ok=True, total=1, events=[{"event_id": "e1"}]),
 ]
 
 
@@ -382,6 +409,18 @@ def test_images_stay_out_of_reprs() -> None:
 
 # ------------------------------------------------------------------------------------ the document
 
+
+class _DiscoveryConfig(BaseModel):
+    """What every Home Assistant discovery config of homesec's holds (tests/test_home_assistant.py checks
+    each platform's whole schema)."""
+
+    model_config = ConfigDict(extra="allow")
+    unique_id: str
+    device: dict[str, object]
+    origin: dict[str, object]
+    availability: list[dict[str, str]]
+
+
 _MODELS: dict[str, Callable[[str], BaseModel]] = {
     T.error("<node>"): lambda raw: parse(ErrorReport, raw),
     T.snapshot("<camera>"): lambda raw: parse(SnapshotMeta, raw),
@@ -389,6 +428,8 @@ _MODELS: dict[str, Callable[[str], BaseModel]] = {
     T.camera_enabled("<camera>"): lambda raw: parse(CameraEnabled, raw),
     T.camera_cmd_enable("<camera>"): lambda raw: parse(EnableCommand, raw),
     T.camera_cmd_capture("<camera>"): lambda raw: parse(CaptureCommand, raw),
+    T.camera_cmd_show("<camera>"): lambda raw: parse(ShowCommand, raw),
+    T.camera_state("<camera>"): lambda raw: parse(CameraState, raw),
     T.result("<camera>"): lambda raw: parse(RecognitionResult, raw),
     T.alert("<camera>"): lambda raw: parse(Alert, raw),
     T.gallery: lambda raw: parse(GallerySummary, raw),
@@ -397,11 +438,18 @@ _MODELS: dict[str, Callable[[str], BaseModel]] = {
     T.train_result: lambda raw: parse(TrainResult, raw),
     T.gallery_cmd: parse_gallery_command,
     T.gallery_result: lambda raw: parse(GalleryResult, raw),
-    T.search_cmd: lambda raw: parse(SearchMeta if "image_b64" not in raw else SearchRequest, raw),
+    T.search_cmd: lambda raw: parse(
+        SearchRequest if "image_b64" in raw or "event_id" in raw else SearchMeta, raw
+    ),
     T.search_result: lambda raw: parse(SearchResult, raw),
+    T.archive_cmd: lambda raw: parse(ArchiveQuery if '"what"' in raw else ArchiveAnswer, raw),
     T.armed: lambda raw: parse(ArmedState, raw),
     T.armed_cmd: lambda raw: parse(ArmCommand, raw),
     T.delivered: lambda raw: parse(Delivered, raw),
+    T.ha_discovery("<component>", "<object_id>"): lambda raw: _DiscoveryConfig.model_validate_json(raw),
+    T.ha_visit("<camera>"): lambda raw: parse(VisitEvent, raw),
+    T.ha_last_person("<camera>"): lambda raw: parse(LastPerson, raw),
+    T.ha_last_seen("<person>"): lambda raw: parse(LastSeen, raw),
 }
 
 

@@ -194,7 +194,12 @@ def test_account_file_holds_mosquitto_pbkdf2_sha512_hashes_and_binds_node_client
     assert base64.b64decode(door["password"]) == digest and door["iterations"] == 101
     assert door["clientid"] == node_client_id("camera-door", "pw-camera-door")
     assert "clientid" not in clients["admin"] and "clientid" not in clients["viewer"]  # commands run at once
-    assert set(clients) == {"camera-door", "recognizer-main", "notifier-main", "admin", "viewer"}
+    assert "clientid" not in clients["homeassistant"]  # Home Assistant picks its own
+    assert clients["habridge-main"]["clientid"] == node_client_id("habridge-main", "pw-habridge-main")
+    assert set(clients) == {"camera-door", "recognizer-main", "notifier-main", "admin", "viewer"} | {
+        "homeassistant",
+        "habridge-main",
+    }
     assert body["defaultACLAccess"] == {
         "publishClientSend": False,
         "publishClientReceive": False,

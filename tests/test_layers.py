@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).parent.parent
-NODE_PACKAGES = {"camera_node", "recognizer_node", "notifier_node"}
+NODE_PACKAGES = {"camera_node", "recognizer_node", "notifier_node", "homeassistant_node"}
 TRANSPORT = {"paho", "homesec.bus", "homesec.requests", "homesec.remote"}
 DOMAIN = [
     REPO / "recognizer_node" / f"{m}.py" for m in ("gallery", "archive", "matching", "align", "pipeline")
-]
+] + [REPO / "homeassistant_node" / f"{m}.py" for m in ("entities", "house")]
 
 
 def imported_modules(source: str, package: str) -> set[str]:
@@ -76,7 +76,7 @@ def test_every_node_registers_a_plugin_that_is_cheap_to_discover() -> None:
     from homesec.plugins import node_plugins
 
     plugins = node_plugins()
-    assert [p.section for p in plugins] == ["camera", "recognizer", "notifier"]
+    assert [p.section for p in plugins] == ["camera", "recognizer", "notifier", "homeassistant"]
     for plugin in plugins:
         package = plugin.settings.__module__.split(".")[0]
         imported = top_level_imports(REPO / package / "plugin.py")

@@ -73,15 +73,16 @@ def test_search_from_a_photo_caption_answers_with_local_times(
     assert base64.b64decode(req.image_b64) == photo
 
 
-def test_search_as_a_reply_to_an_alert_uses_its_photo_and_relays_refusals(
+def test_search_as_a_reply_to_an_alert_uses_its_archived_face_and_relays_refusals(
     bot: tuple[Harness, Archive], fake: FakeTelegram
 ) -> None:
     h, archive = bot
-    original = h.alert()
-    archive.refuse = "no face found in the query image"
+    h.alert()
+    archive.refuse = "no face 0 in archived snapshot ev1/0"
     say(fake, "/search", reply_to_message=the_first_alert(fake))
-    assert "no face found" in wait_text(fake, "Search failed")
-    assert base64.b64decode(archive.requests[0].image_b64) == original
+    assert "no face 0" in wait_text(fake, "Search failed")
+    (req,) = archive.requests  # the clean archived face, not the alert's boxed photo
+    assert req.image_b64 is None and (req.event_id, req.seq, req.face) == ("ev1", 0, 0)
     say(fake, "/search")
     wait_text(fake, "as the caption of a photo")
     assert len(archive.requests) == 1

@@ -14,9 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from homesec.broker import port_open
+from homesec.broker import MosquittoProcess, port_open
+from homesec.cliutil import local_broker_port
 from homesec.config import load_config
-from homesec.up import node_envs
+from homesec.contract import Role, Topics
+from homesec.remote import RemoteClient
+from homesec.up import node_envs, pick_port
 
 REPO = Path(__file__).parent.parent
 SECRETS = {
@@ -31,7 +34,7 @@ def test_each_node_gets_only_its_own_secrets(tmp_path: Path) -> None:
     environ = {"PATH": "/usr/bin", "HOMESEC_CAMERA__FPS": "5", **SECRETS}
     local = load_config(None, env={"HOMESEC_DATA_DIR": str(tmp_path)})
     envs = node_envs(local, None, environ)
-    assert set(envs) == {"camera", "recognizer", "notifier"}
+    assert set(envs) == {"camera", "recognizer", "notifier", "homeassistant"}
     for section, env in envs.items():
         secrets = {k for k in SECRETS if k in env}
         assert secrets == (
@@ -57,6 +60,7 @@ class Up:
             stderr=subprocess.STDOUT,
             text=True,
             umask=0o022,  # a usual shell's: `up` must not let it through
+            start_new_session=True,  # a process group of its own, as a terminal gives a command
         )
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -81,6 +85,11 @@ class Up:
                         f"no line matching {pattern!r}; up printed:\n" + "\n".join(self.lines)
                     )
                 self.changed.wait(left)
+
+    def ctrl_c(self) -> int:
+        """What a terminal does on Ctrl-C: SIGINT to every process of the foreground group."""
+        os.killpg(self.proc.pid, signal.SIGINT)
+        return self.proc.wait(60)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -155,3 +164,69 @@ def test_up_keeps_every_file_private_under_a_loose_umask(up: tuple[Up, Path]) ->
     assert _loose(data) == []
     proc.stop()
     assert _loose(data) == []
+
+
+def test_a_taken_default_port_is_replaced_and_said_a_taken_chosen_one_is_refused() -> None:
+    import socket
+
+    from homesec.cliutil import CliError
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        taken = held.getsockname()[1]
+        port, note = pick_port(None, preferred=taken)
+        assert port != taken and note == f"port {taken} is taken, so this run's broker listens on port {port}"
+        with pytest.raises(CliError, match=f"port {taken} is taken .*choose a free one with --port"):
+            pick_port(taken)
+
+
+def test_up_on_a_taken_port_says_so_without_a_traceback(tmp_path: Path) -> None:
+    import socket
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOMESEC_")}
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        taken = held.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "homesec", "up", "--port", str(taken)],
+            env={**env, "HOMESEC_DATA_DIR": str(tmp_path / "data")},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 2, done
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith(f"homesec: port {taken} is taken"), done.stderr
+
+
+@pytest.mark.integration
+def test_ctrl_c_stops_the_nodes_before_the_broker_and_names_the_port_everywhere(
+    up: tuple[Up, Path],
+) -> None:
+    proc, data = up
+    port = int(proc.wait_line(r"mosquitto on 127\.0\.0\.1:(\d+)").group(1))
+    for node in ("camera/door", "recognizer/main", "notifier/main"):
+        proc.wait_line(rf"\[{node}\] online", timeout=90)
+    recipe = proc.wait_line(r"watch the bus on port (\d+): (mosquitto_sub .*)")
+    assert int(recipe.group(1)) == port and f"-p {port} " in recipe.group(2)
+    assert "-T 'homesec/train/+'" in recipe.group(2)
+    assert int(proc.wait_line(r"find this broker \(port (\d+)\)").group(1)) == port
+    for line in proc.lines:  # no line names another port than the broker's
+        assert all(int(p) == port for p in re.findall(r"(?:port |:|-p )(\d{4,5})\b", line)), line
+    assert local_broker_port(data) == port
+    assert proc.ctrl_c() == 0
+    assert not (data / "broker" / "port").exists()  # the port is no one's any more
+    # The broker saved what it held when it stopped: start it again and read each node's last word.
+    broker = MosquittoProcess(data / "broker" / "mosquitto.conf", port, data / "after.log")
+    broker.start()
+    try:
+        config = load_config(None, env={"HOMESEC_DATA_DIR": str(data), "HOMESEC_MQTT__PORT": str(port)})
+        with RemoteClient(config, role=Role.VIEWER) as viewer:
+            t = Topics()
+            last = {t.node_from_available(m.topic): m.payload for m in viewer.retained(t.all_available)}
+    finally:
+        broker.stop()
+    nodes = ("camera/door", "recognizer/main", "notifier/main", "habridge/main")
+    assert last == {n: b"stopped" for n in nodes}

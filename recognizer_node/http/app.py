@@ -15,6 +15,7 @@ from recognizer_node.http import archive, gallery, health, images, state
 from recognizer_node.http.context import ApiContext
 from recognizer_node.http.limits import BodyLimit
 from recognizer_node.queries import ArchiveOff
+from recognizer_node.web.routes import mount as mount_web
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.state.context = ctx
     for module in (images, gallery, archive, state, health):
         app.include_router(module.router)
+    app.include_router(state.cameras)
+    mount_web(app)  # the household's pages under / (docs/web.md)
     app.add_exception_handler(ContractError, _contract_error)
     app.add_exception_handler(ArchiveOff, _archive_off)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from homesec.contract import GalleryResult, parse_gallery_command
 
 if TYPE_CHECKING:
+    from recognizer_node.captures import Captures
     from recognizer_node.household import Household
     from recognizer_node.http.limits import RateLimiter, RecognitionSlots
     from recognizer_node.http.metrics import Metrics
@@ -35,6 +36,7 @@ class ApiContext:
     recognitions: RecognitionSlots
     household: Household  # the state routes: the house as the bus shows it
     ready: threading.Event = field(default_factory=threading.Event)  # set while the node runs
+    captures: Captures | None = None  # the capture route: None without a bus (refused with 503)
 
 
 def context(request: Request) -> ApiContext:

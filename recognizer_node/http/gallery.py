@@ -92,6 +92,15 @@ def merge_label(
     return gallery_command(request, op="merge_labels", label=label, into=into)
 
 
+@router.delete(
+    "/negatives/{negative_id}", dependencies=[ADMIN], responses=CHANGE_ERRORS, summary='Undo a "not X"'
+)
+def undo_not(request: Request, negative_id: Annotated[int, Path(ge=1, le=2**63 - 1)]) -> GalleryResult:
+    """Forget the negative a "not X" kept (its id is the `negative_id` of that answer), so that face may
+    be given that name again; 404 when there is no such negative."""
+    return changed(request, "not found", op="undo_not", negative_id=negative_id)
+
+
 @photo_route(router, "/labels/{label}/not", ADMIN, "Not this person (a photo)")
 def not_label(request: Request, label: str, image: Photo) -> GalleryResult:
     """The photo's largest face was wrongly named `label`: keep it as a negative, so that face (and

@@ -9,7 +9,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.params import Depends
 from fastapi.types import DecoratedCallable
 
-from homesec.contract import FaceSearch, SearchResult, Training, TrainResult, check_label, new_id
+from homesec.contract import FaceSearch, SearchResult, Training, TrainResult, check_name, new_id
 from recognizer_node import queries
 from recognizer_node.http.auth import ADMIN, RECOGNIZING, VIEWER
 from recognizer_node.http.context import context, documented, endpoint
@@ -36,19 +36,32 @@ def photo_route(
 def train(
     request: Request,
     image: Photo,
-    label: Annotated[str, Form(description="Who it is (letters, digits, space, _ - .).")],
+    label: Annotated[str, Form(description="Who it is: their label, or a name in any script (José).")],
     largest: Annotated[
         bool, Form(description="Several faces: enroll the largest instead of refusing.")
     ] = False,
     force: Annotated[
         bool, Form(description="Enroll even when the face already matches another label.")
     ] = False,
+    name: Annotated[
+        str | None, Form(description="The display name to show (any script); default: `label`.")
+    ] = None,
+    request_id: Annotated[
+        str | None,
+        Form(
+            min_length=1,
+            max_length=128,
+            description="Send the same id again to retry after a timeout: answered, not enrolled twice.",
+        ),
+    ] = None,
 ) -> TrainResult:
     """Enroll the photo's one usable face as `label`. A refusal (no face, several, too small, looks
-    like someone else...) is `ok: false` with the reason."""
+    like someone else...) is `ok: false` with the reason. A name that is not a label (`José`) gets a
+    label derived from it (`Jose`); the answer has both."""
     req = Training(
-        request_id=new_id(),
-        label=check_label(label),
+        request_id=request_id or new_id(),
+        label=check_name(label),
+        name=None if name is None else check_name(name),
         image=photo_bytes(request, image),
         largest=largest,
         force=force,

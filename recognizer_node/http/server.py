@@ -11,7 +11,9 @@ import uvicorn
 from fastapi import FastAPI
 
 from homesec.runner import Service
+from recognizer_node.captures import Captures
 from recognizer_node.household import Household
+from recognizer_node.household_mqtt import send_captures
 from recognizer_node.http.app import create_app
 from recognizer_node.http.context import ApiContext
 from recognizer_node.http.limits import RateLimiter, RecognitionSlots
@@ -103,15 +105,18 @@ class HttpApi:
         settings: HttpSettings,
         data_dir: Path,
         household: Household | None = None,
+        captures: Captures | None = None,
     ) -> None:
+        household = household or Household()  # without a bus: no state, and commands refused
         self.context = ApiContext(
             ops=ops,
-            household=household or Household(),  # without a bus: no state, and commands refused
+            household=household,
             settings=settings,
             tokens=TokenStore.of(data_dir),
             limiter=RateLimiter(settings.rate_per_minute, settings.burst),
             metrics=Metrics(lambda: ops.summary.enrollments),
             recognitions=RecognitionSlots(settings.max_recognitions, settings.recognition_wait_s),
+            captures=captures or Captures(household),
         )
         ops.on_recognized(self.context.metrics.recognized)
         self.server = HttpServer(create_app(self.context), settings.host, settings.port)
@@ -155,6 +160,8 @@ def with_http(service: RecognizerService, settings: HttpSettings, data_dir: Path
     """The recognizer service, with its HTTP API unless `recognizer.http.enabled` is false."""
     if not settings.enabled:
         return service
-    api = HttpApi(service.ops, settings, data_dir, service.household)
+    captures = Captures(service.household)
+    send_captures(service.bus, captures)
+    api = HttpApi(service.ops, settings, data_dir, service.household, captures)
     service.bus.on_error(lambda report: api.context.metrics.error(report.error))  # bad_payload, ...
     return WithHttp(service, api)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Path, Request
+from pydantic import BaseModel, Field
 
 from recognizer_node.household import CommandNotSent, HouseholdState, UnknownCamera
 from recognizer_node.http.auth import ADMIN, VIEWER
@@ -12,6 +13,7 @@ from recognizer_node.http.context import context, documented
 from recognizer_node.http.tokens import TokenRecord
 
 router = APIRouter(prefix="/api/state", tags=["state"])
+cameras = APIRouter(prefix="/api/cameras", tags=["state"])
 ERRORS = documented(401, 403, 422, 429, 503)
 SENT: dict[int | str, dict[str, Any]] = {
     202: {"description": "Sent to its owner; `GET /api/state` shows the change once it is made."}
@@ -68,3 +70,37 @@ def set_camera_enabled(
     except CommandNotSent as exc:
         raise HTTPException(503, str(exc)) from None
     return household.state()
+
+
+class CaptureSent(BaseModel):
+    camera: str
+    request_id: str = Field(
+        description="The capture command's id; its snapshots follow on the camera's topic."
+    )
+
+
+@cameras.post(
+    "/{camera}/capture",
+    dependencies=[ADMIN],
+    status_code=202,
+    responses={**ERRORS, **documented(404)},
+    summary="Take a photo now",
+)
+def capture(
+    request: Request,
+    camera: CameraId,
+    burst: Annotated[int | None, Body(embed=True, ge=1, le=20, description="Snapshots to take.")] = None,
+) -> CaptureSent:
+    """Ask the camera for a snapshot burst now, as `homesec capture` does: it is recognized and archived
+    like any other, and the notifier sends it whatever the verdict. 404 for a camera that never announced
+    itself; 503 when the broker did not take the command."""
+    ctx = context(request)
+    if ctx.captures is None:
+        raise HTTPException(503, "no bus: capture commands cannot be sent")
+    try:
+        cmd = ctx.captures.capture(camera, burst)
+    except UnknownCamera as exc:
+        raise HTTPException(404, str(exc)) from None
+    except CommandNotSent as exc:
+        raise HTTPException(503, str(exc)) from None
+    return CaptureSent(camera=camera, request_id=cmd.request_id)

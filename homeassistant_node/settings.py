@@ -1,0 +1,31 @@
+"""The `[homeassistant]` config section. Imports only pydantic and the core's `Section`, so the core loads
+it cheaply."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+
+from homesec.settings import Section
+
+
+class HomeAssistantSettings(Section):
+    enabled: bool = Field(
+        True,
+        description="Announce homesec to Home Assistant (MQTT discovery). Off: the bridge removes the "
+        "entities it announced and publishes nothing else.",
+    )
+    discovery_prefix: str = Field(
+        "homeassistant",
+        description="Home Assistant's MQTT discovery prefix (its MQTT integration's setting); `homesec "
+        "broker init` writes the homeassistant account's rules for it.",
+    )
+    device_name: str = Field(
+        "homesec", min_length=1, max_length=64, description="Name of the system device in Home Assistant."
+    )
+
+    @field_validator("discovery_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if not v or any(c in v for c in "+#$ ") or v.startswith("/") or v.endswith("/"):
+            raise ValueError("discovery_prefix must be a plain topic path like 'homeassistant'")
+        return v
