@@ -11,6 +11,7 @@ COPY homesec ./homesec
 COPY camera_node ./camera_node
 COPY recognizer_node ./recognizer_node
 COPY notifier_node ./notifier_node
+COPY homeassistant_node ./homeassistant_node
 RUN pip install '.[all]' \
     # the face models are fetched once, at build time, and verified; nothing is downloaded at run time
     && homesec models install \

@@ -1,7 +1,7 @@
 """Side by side with the `face_recognition` library (dlib) on faces-dev (prints tables; not a test).
 
     .venv/bin/python bench/compare_dlib.py --dlib-python /tmp/frvenv/bin/python [DATASET] [--runs 3]
-        [--cnn-runs 1] [--no-cnn] [--no-frames] [--whole-runs 3] [--models-dir DIR]
+        [--cnn-runs 1] [--no-cnn] [--no-frames] [--whole-runs 3] [--whole-only] [--models-dir DIR]
 
 face_recognition is not a project dependency, so its side runs in a venv of its own:
     python3 -m venv /tmp/frvenv && /tmp/frvenv/bin/pip install dlib-bin face_recognition_models \\
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -114,18 +115,29 @@ def embed_files(files: list[str]) -> None:
 
 
 def whole_runs(dlib_python: str, models_dir: Path, files: list[Path], runs: int) -> dict[str, list[float]]:
-    """Wall seconds of one process embedding every file, start-up and model loading included."""
+    """Wall seconds of one process embedding every file, start-up and model loading included.
+
+    Both start as on a user's machine, where Python's bytecode of the packages is cached: an untimed
+    first run of each fills a cache of its own (PYTHONDONTWRITEBYTECODE, set in some shells and CI,
+    would make every run compile homesec's sources again, 0.2 s, while pip compiled dlib's at install).
+    """
     homesec = Path(sys.executable).parent / "homesec"
     cmds = {
         "homesec faces embed": [str(homesec), "faces", "embed", "--json", "--models-dir", str(models_dir)],
         "face_recognition HOG": [dlib_python, __file__, "--embed-files"],
     }
     seconds: dict[str, list[float]] = {name: [] for name in cmds}
-    for _ in range(runs):  # alternate: other work on the machine slows both alike
-        for name, cmd in cmds.items():
-            t0 = time.perf_counter()
-            subprocess.run([*cmd, *map(str, files)], capture_output=True, check=True, timeout=1800)
-            seconds[name].append(time.perf_counter() - t0)
+    with tempfile.TemporaryDirectory(prefix="homesec-pyc-") as pyc:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        env["PYTHONPYCACHEPREFIX"] = pyc
+        for run in range(runs + 1):  # alternate: other work on the machine slows both alike
+            for name, cmd in cmds.items():
+                t0 = time.perf_counter()
+                subprocess.run(
+                    [*cmd, *map(str, files)], capture_output=True, check=True, timeout=1800, env=env
+                )
+                if run:  # the first run of each is the warm-up
+                    seconds[name].append(time.perf_counter() - t0)
     return seconds
 
 
@@ -425,6 +437,23 @@ def report_accuracy(
         print(f"  {'':21s} known named right by face width: " + ", ".join(by_w))
 
 
+def whole_run_frames(frames: list[Path]) -> list[Path]:
+    return frames[:: max(1, len(frames) // WHOLE_RUN_FRAMES)][:WHOLE_RUN_FRAMES]  # every face, spread
+
+
+def only_whole_runs(dlib_python: str, dataset: Path, models_dir: Path, runs: int) -> int:
+    """`--whole-only`: the same 16 frames (same seeds), timed without the rest of the comparison."""
+    from recognizer_node.pipeline import Recognizer
+    from recognizer_node.settings import RecognizerSettings
+
+    rec = Recognizer(RecognizerSettings(models_dir=models_dir), models_dir.parent)
+    with tempfile.TemporaryDirectory(prefix="homesec-dlib-") as tmp:
+        frames = make_frames(rec, dataset, GROUND_TRUTH, Path(tmp))
+        picked = whole_run_frames([Path(tmp) / fr["file"] for fr in frames])
+        report_whole_runs(whole_runs(dlib_python, models_dir, picked, runs), len(picked))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -440,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--embed-files", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--whole-runs", type=int, default=3, help="0: skip the whole-run timing")
+    parser.add_argument("--whole-only", action="store_true", help="only the whole-run timing (minutes)")
     args = parser.parse_args(argv)
     if args.embed_files:
         embed_files(args.embed_files)
@@ -450,14 +480,15 @@ def main(argv: list[str] | None = None) -> int:
     if not args.dlib_python:
         parser.error("--dlib-python is required (see the install lines above)")
     sys.path.insert(0, str(REPO))
+    if args.whole_only:
+        return only_whole_runs(args.dlib_python, args.dataset, args.models_dir, max(1, args.whole_runs))
     with tempfile.TemporaryDirectory(prefix="homesec-dlib-") as tmp:
         frames_dir = None if args.no_frames else Path(tmp)
         hs = homesec_side(args.dataset, args.models_dir, args.runs, frames_dir, GROUND_TRUTH)
         dl = {"hog": run_worker(args.dlib_python, args.dataset, "hog", args.runs, frames_dir)}
         if not args.no_cnn:
             dl["cnn"] = run_worker(args.dlib_python, args.dataset, "cnn", args.cnn_runs, None)
-        frames = [Path(tmp) / fr["file"] for fr in hs["frame_list"]]
-        picked = frames[:: max(1, len(frames) // WHOLE_RUN_FRAMES)][:WHOLE_RUN_FRAMES]  # every face, spread
+        picked = whole_run_frames([Path(tmp) / fr["file"] for fr in hs["frame_list"]])
         run_whole = picked and args.whole_runs > 0
         whole = whole_runs(args.dlib_python, args.models_dir, picked, args.whole_runs) if run_whole else {}
     runs = {"homesec": args.runs, "HOG": args.runs} | ({} if args.no_cnn else {"CNN": args.cnn_runs})

@@ -5,12 +5,14 @@ with 1 and 2 onnxruntime threads; the embedder alone (one face, three faces in o
 one by one); then matching time against galleries of random embeddings.
 
     .venv/bin/python bench/recognizer.py [--models-dir DIR [--models-dir DIR2]] [--runs N]
-        [--gallery-sizes 10,10000,...] [--skip-pipeline] [--skip-embedder]
+        [--gallery-sizes 10,10000,...] [--skip-pipeline] [--skip-embedder] [--in-order] [--threads 1,2]
 
 Faces are cut from tests/data/faces and pasted at a door-camera scale (1080p: 120 px wide,
 480p: 60 px) on a noisy background, JPEG quality 85. Figures are medians after warm-up, plus the
 best total (the run least disturbed by other work on the machine). With two `--models-dir` (say, an
 older install kept aside), their runs alternate, so that other work on the machine slows both alike.
+`--in-order` alternates the pipeline as it runs (the full pixels decoded on another thread during the
+first detection pass, a frame's faces refined and embedded in parallel) with the same work in order.
 """
 
 from __future__ import annotations
@@ -60,13 +62,30 @@ def frame(width: int, height: int, n_faces: int, face_w: int, seed: int = 0) -> 
     return out.getvalue()
 
 
-def bench_pipeline(models_dirs: list[Path], runs: int) -> None:
+def variants(models_dirs: list[Path], threads: int, in_order: bool) -> list[tuple[str, Recognizer]]:
+    """(tag, recognizer) to alternate: one per models dir, and each also in order when asked."""
+    out = []
+    for d in models_dirs:
+        tag = f"  {d}" if len(models_dirs) > 1 else ""
+        out.append((tag + ("  overlapped" if in_order else ""), _recognizer(d, threads)))
+        if in_order:
+            rec = _recognizer(d, threads)
+            rec.decoder = rec.workers = None  # no decoding ahead, faces one after another
+            out.append((tag + "  in order", rec))
+    return out
+
+
+def _recognizer(models_dir: Path, threads: int) -> Recognizer:
+    return Recognizer(RecognizerSettings(models_dir=models_dir, threads=threads), models_dir.parent)
+
+
+def bench_pipeline(models_dirs: list[Path], runs: int, in_order: bool, thread_counts: list[int]) -> None:
     print(f"pipeline (median of {runs} runs after 3 warm-up; ms)")
     header = "  size       faces thr  " + " ".join(f"{s:>11s}" for s in STAGES) + "   snap/s  best total"
-    print(header + ("  models" if len(models_dirs) > 1 else ""))
-    for threads in (1, 2):
-        settings = [RecognizerSettings(models_dir=d, threads=threads) for d in models_dirs]
-        recs = [Recognizer(s, d.parent) for s, d in zip(settings, models_dirs, strict=True)]
+    print(header + ("  variant" if len(models_dirs) > 1 or in_order else ""))
+    for threads in thread_counts:
+        tagged = variants(models_dirs, threads, in_order)
+        recs = [rec for _, rec in tagged]
         for w, h, face_w in ((640, 480, 60), (1920, 1080, 120)):
             for n in (1, 3):
                 data = frame(w, h, n, face_w)
@@ -76,9 +95,8 @@ def bench_pipeline(models_dirs: list[Path], runs: int) -> None:
                 for _ in range(runs):  # alternate: other work on the machine slows each alike
                     for rec, t in zip(recs, timings, strict=True):
                         t.append(rec.analyze(data).timings_ms)
-                for rec, t, d in zip(recs, timings, models_dirs, strict=True):
+                for (tag, rec), t in zip(tagged, timings, strict=True):
                     found = len(rec.analyze(data).faces)
-                    tag = f"  {d}" if len(recs) > 1 else ""
                     print(f"  {w}x{h:<5d} {n:5d} {threads:3d}  {_row(t)}{tag}" + _found(found, n))
 
 
@@ -160,12 +178,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gallery-sizes", default="10,10000,100000,1000000")
     parser.add_argument("--skip-pipeline", action="store_true")
     parser.add_argument("--skip-embedder", action="store_true")
+    parser.add_argument("--in-order", action="store_true", help="alternate with the pipeline's work in order")
+    parser.add_argument("--threads", default="1,2", help="onnxruntime threads per model, each in turn")
     args = parser.parse_args(argv)
     models_dirs = args.models_dir or [Path(".homesec-data/models")]
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     print(f"{os.cpu_count()} CPUs, load average {load} (other work on the machine slows every figure)")
     if not args.skip_pipeline:
-        bench_pipeline(models_dirs, args.runs)
+        bench_pipeline(models_dirs, args.runs, args.in_order, [int(t) for t in args.threads.split(",")])
     if not args.skip_embedder:
         bench_embedder(models_dirs, args.runs)
     bench_matching([int(s) for s in args.gallery_sizes.split(",")], args.runs)

@@ -61,6 +61,14 @@ def pulse_on_sigusr1(services: list[CameraService]) -> None:
     signal.signal(signal.SIGUSR1, pulse)
 
 
+def setup_camera_logging(level: str, *, json_format: bool, name: str) -> None:
+    """The node's logging. httpx logs every request at INFO: a snapshot camera polled twice a second
+    (and Frigate's API) would write 170,000 lines a day, so its lines show only at DEBUG."""
+    setup_logging(level, json_format=json_format, name=name)
+    debug = logging.getLevelName(level) <= logging.DEBUG
+    logging.getLogger("httpx").setLevel(logging.DEBUG if debug else logging.WARNING)
+
+
 def _camera_bus(config: Config, settings: CameraSettings) -> MqttBus:
     """The bus of one camera, as its own broker user; ValueError when it has no password."""
     node = PLUGIN.node_name(settings)
@@ -106,7 +114,7 @@ def run_cameras(argv: list[str] | None = None, stop_event: threading.Event | Non
         log.error("%s", exc)
         return 2
     name = PLUGIN.node_name(cameras[0]) if len(cameras) == 1 else "camera/*"
-    setup_logging(config.log.level, json_format=config.log.json_format, name=name)
+    setup_camera_logging(config.log.level, json_format=config.log.json_format, name=name)
     private_dir(config.data_dir)
     services: list[CameraService] = []
     pulse_on_sigusr1(services)

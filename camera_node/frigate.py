@@ -23,12 +23,12 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from camera_node.credentials import Credentials, load_credentials, mask, read_password
 from camera_node.settings import CameraSettings, FrigateSettings
 from camera_node.sources import Frame, Size, WantMain
-from camera_node.streams import IDLE_S, HttpStatus, SourceStatus, StateCallback, reason_of
+from camera_node.streams import IDLE_S, HttpStatus, SourceStatus, StateCallback, http_auth, reason_of
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,7 @@ class FrigateSource:
         settings: FrigateSettings,
         *,
         creds: Credentials,
+        auth: Literal["basic", "digest"] = "digest",
         broker_password: str | None,
         lores_size: Size = (320, 240),
         timeout_s: float = 10.0,
@@ -121,7 +122,8 @@ class FrigateSource:
         self.camera, self.api_url, self.settings = camera, api_url.rstrip("/"), settings
         self.lores_size, self.on_state = lores_size, on_state
         self.on_snapshot: SnapshotCallback | None = None
-        self._creds, self._broker_password, self._timeout_s = creds, broker_password, timeout_s
+        self._creds, self._auth, self._broker_password = creds, auth, broker_password
+        self._timeout_s = timeout_s
         self._filter = EventFilter(settings)
         self._events: queue.Queue[FrigateEvent | Capture | None] = queue.Queue()
         self._stopped = threading.Event()
@@ -141,6 +143,7 @@ class FrigateSource:
             settings.url,
             f,
             creds=load_credentials(settings, data_dir),
+            auth=settings.auth,
             broker_password=read_password(f.password_file, default, "camera.frigate.password_file"),
             lores_size=settings.lores,
             timeout_s=settings.timeout_s,
@@ -221,12 +224,9 @@ class FrigateSource:
     def _fetch_loop(self) -> None:
         import httpx
 
-        auth = (
-            httpx.DigestAuth(self._creds.username or "", self._creds.password or "")
-            if self._creds.given
-            else None
-        )
-        with httpx.Client(auth=auth, timeout=self._timeout_s) as http:
+        # A proxy in front of Frigate's authenticated port may ask for basic or digest: camera.auth
+        # applies as for a snapshot URL.
+        with httpx.Client(auth=http_auth(self._creds, self._auth), timeout=self._timeout_s) as http:
             while (item := self._events.get()) is not None:
                 if isinstance(item, Capture):
                     url = f"{self.api_url}/api/{self.settings.camera}/latest.jpg"

@@ -43,6 +43,7 @@ from homesec.contract import (
     parse_meta,
 )
 from homesec.files import write_atomic
+from homesec.settings import mb_to_bytes
 from homesec.spool import DiskSpool
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class CameraService:
         self.state_file = data_dir / f"camera-{s.id}.state.json"
         self.enabled = self._load_enabled()
         spool = DiskSpool(
-            data_dir / "spool" / f"camera-{s.id}", s.spool.max_items, int(s.spool.max_mb * 1024 * 1024)
+            data_dir / "spool" / f"camera-{s.id}", s.spool.max_items, mb_to_bytes(s.spool.max_mb)
         )
         self.sender = SnapshotSender(
             bus,
@@ -259,8 +260,13 @@ class CameraService:
         # will probably start an event on this very frame), gets this frame's full image.
         frame = self.source.read(want_main=self._main_wanted)
         if frame is None:
-            # A live source had no frame for a while (its stream is down and being reopened): go on.
-            return bool(getattr(self.source, "live", False))
+            # A live source had no frame for a while (its stream is down and being reopened): go on,
+            # and let time pass for the event machine, so an event open when the stream dropped ends
+            # after its gap instead of lasting the whole outage.
+            if not getattr(self.source, "live", False):
+                return False
+            self._step_events(self._clock(), motion=False, score=None)
+            return True
         self._on_frame(frame, self._clock())
         return True
 
@@ -291,14 +297,17 @@ class CameraService:
 
     def _on_frame(self, frame: Frame, now: float) -> None:
         motion, score = self._detect(frame, now)
+        self._step_events(now, motion=motion, score=score)
+        if frame.main is not None and self._bursts:
+            self._take_snapshot(frame, now)
+
+    def _step_events(self, now: float, *, motion: bool, score: float | None) -> None:
         pir = self._pir_seen() and self.enabled
         edge = self._events.step(now, motion=motion, pir=pir)
         if edge == "start":
             self._start_event(now, score)
         elif edge == "end":
             self._end_event(now)
-        if frame.main is not None and self._bursts:
-            self._take_snapshot(frame, now)
 
     def _detect(self, frame: Frame, now: float) -> tuple[bool, float | None]:
         """The detector's verdict on this frame (motion, changed fraction); keeps the latest box."""

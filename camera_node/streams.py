@@ -188,13 +188,7 @@ class HttpSnapshotFeed:
     def _client(self) -> Any:
         import httpx
 
-        auth: httpx.Auth | None = None
-        if self._creds.given:
-            user, password = self._creds.username or "", self._creds.password or ""
-            auth = (
-                digest_or_basic(user, password) if self._auth == "digest" else httpx.BasicAuth(user, password)
-            )
-        return httpx.Client(auth=auth, timeout=self._timeout_s)
+        return httpx.Client(auth=http_auth(self._creds, self._auth), timeout=self._timeout_s)
 
     def pictures(self, stop: threading.Event) -> Iterator[Picture]:
         import httpx
@@ -212,6 +206,17 @@ class HttpSnapshotFeed:
                     raise HttpStatus(response.status_code, response.reason_phrase)
                 yield _jpeg_picture(response.content)
                 stop.wait(max(0.0, self._period - (time.monotonic() - started)))
+
+
+def http_auth(creds: Credentials, scheme: Literal["basic", "digest"]) -> Any:
+    """httpx auth for `camera.auth` (None without credentials): `digest` answers whichever challenge
+    the server makes, `basic` sends the password up front."""
+    import httpx
+
+    if not creds.given:
+        return None
+    user, password = creds.username or "", creds.password or ""
+    return digest_or_basic(user, password) if scheme == "digest" else httpx.BasicAuth(user, password)
 
 
 def digest_or_basic(user: str, password: str) -> Any:

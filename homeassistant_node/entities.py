@@ -48,6 +48,7 @@ class Catalog:
     version: str
     bridge: str  # the bridge's node name, `habridge/main`
     device_name: str = "homesec"
+    photos: bool = True  # `[homeassistant] photos`: the image entities (Home Assistant reads the photos)
 
     # -- devices
     @property
@@ -145,25 +146,7 @@ class Catalog:
                 json_attributes_topic=t.camera_state(camera),
                 json_attributes_template="{{ {'state': value_json.state, 'reason': value_json.reason} | tojson }}",
             ),
-            self._entity(
-                "image",
-                f"{camera}_snapshot",
-                "Last snapshot",
-                dev,
-                node,
-                image_topic=t.snapshot(camera),
-                content_type=JPEG,
-            ),
-            self._entity(
-                "image",
-                f"{camera}_alert",
-                "Last alert",
-                dev,
-                node,
-                recognition[0],
-                image_topic=t.alert(camera),
-                content_type=JPEG,
-            ),
+            *self._photo_entities(camera),
             self._entity(
                 "event",
                 f"{camera}_visit",
@@ -182,7 +165,8 @@ class Catalog:
                 dev,
                 *recognition,
                 state_topic=t.ha_last_person(camera),
-                value_template="{{ value_json.name }}",
+                # Not `unknown` for a stranger: that is Home Assistant's own word for "no value".
+                value_template="{{ value_json.name if value_json.label is not none else 'stranger' }}",
                 json_attributes_topic=t.ha_last_person(camera),
                 json_attributes_template="{{ {'label': value_json.label, 'similarity': value_json.similarity, "
                 "'visitor': value_json.visitor, 'event_id': value_json.event_id, 'seen': value_json.ts} | tojson }}",
@@ -211,6 +195,33 @@ class Catalog:
                 # The camera makes the request id (and so the event id) unique.
                 payload_press='{"v": 1}',
                 icon="mdi:camera",
+            ),
+        ]
+
+    def _photo_entities(self, camera: str) -> list[Entity]:
+        """The image entities, which read the photos themselves: only with `[homeassistant] photos` on."""
+        if not self.photos:
+            return []
+        t, dev, node = self.topics, self.camera_device(camera), self._camera_node(camera)
+        return [
+            self._entity(
+                "image",
+                f"{camera}_snapshot",
+                "Last snapshot",
+                dev,
+                node,
+                image_topic=t.snapshot(camera),
+                content_type=JPEG,
+            ),
+            self._entity(
+                "image",
+                f"{camera}_alert",
+                "Last alert",
+                dev,
+                node,
+                self._recognition[0],
+                image_topic=t.alert(camera),
+                content_type=JPEG,
             ),
         ]
 
@@ -267,6 +278,10 @@ class Catalog:
 
     def topic(self, entity: Entity) -> str:
         return self.topics.ha_discovery(entity.component, entity.object_id)
+
+    def withdrawn(self, topic: str) -> bool:
+        """A config of a kind this installation does not announce (image entities with photos off)."""
+        return not self.photos and topic.split("/")[-4] == "image"  # <prefix>/<component>/<node>/<obj>/config
 
 
 PERSON_OBJECT_PREFIX = "person_"

@@ -147,7 +147,7 @@ class House:
             self.announced.discard(topic)
             return []
         self.announced.add(topic)
-        if not self.enabled:
+        if not self.enabled or self.catalog.withdrawn(topic):
             return self._remove(topic)
         return self._forget_stale_people()
 

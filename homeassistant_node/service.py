@@ -35,7 +35,7 @@ class HomeAssistantBridge:
         self.settings = settings
         self.bus = bus
         self.topics = dataclasses.replace(bus.topics, discovery_prefix=settings.discovery_prefix)
-        catalog = Catalog(self.topics, homesec_version(), bus.node, settings.device_name)
+        catalog = Catalog(self.topics, homesec_version(), bus.node, settings.device_name, settings.photos)
         self.house = House(catalog, enabled=settings.enabled)
         self._lock = threading.Lock()  # handlers run on the bus worker, the connect hook on paho's thread
         self._outbox: deque[Publication] = deque()  # in the order decided, whichever thread decided

@@ -19,6 +19,13 @@ class HomeAssistantSettings(Section):
         description="Home Assistant's MQTT discovery prefix (its MQTT integration's setting); `homesec "
         "broker init` writes the homeassistant account's rules for it.",
     )
+    photos: bool = Field(
+        True,
+        description="Home Assistant may show the photos: its account reads the snapshots and alerts "
+        "(the Last snapshot and Last alert image entities). Off: those two entities are not announced "
+        "(and removed if they were) and the broker denies the account every photo; `homesec broker "
+        "init` writes that rule (run it again after a change; `homesec up` does on each start).",
+    )
     device_name: str = Field(
         "homesec", min_length=1, max_length=64, description="Name of the system device in Home Assistant."
     )

@@ -60,13 +60,17 @@ class Account:
     bind: bool = True
     rules: tuple[Rule, ...] = ()
     """Instead of the role's rules (test harnesses use this for an observer that sees everything)."""
+    photos: bool = True
+    """Home Assistant's account only: it may read the snapshots and alerts (`[homeassistant] photos`)."""
 
     @property
     def bound(self) -> bool:
         return self.bind and self.role not in (Role.ADMIN, Role.VIEWER, Role.HOMEASSISTANT)
 
 
-def deployment_accounts(cameras: Iterable[str], recognizers: Iterable[str]) -> list[Account]:
+def deployment_accounts(
+    cameras: Iterable[str], recognizers: Iterable[str], *, ha_photos: bool = True
+) -> list[Account]:
     accounts = [Account(node_user(node_name(Role.CAMERA, c)), Role.CAMERA, c) for c in sorted(set(cameras))]
     accounts += [
         Account(node_user(node_name(Role.RECOGNIZER, r)), Role.RECOGNIZER, r)
@@ -78,7 +82,7 @@ def deployment_accounts(cameras: Iterable[str], recognizers: Iterable[str]) -> l
         Account(str(Role.VIEWER), Role.VIEWER),
         # Home Assistant's MQTT integration (it picks its own client id) and the bridge that announces
         # homesec to it (homeassistant_node).
-        Account(str(Role.HOMEASSISTANT), Role.HOMEASSISTANT),
+        Account(str(Role.HOMEASSISTANT), Role.HOMEASSISTANT, photos=ha_photos),
         Account(node_user(node_name(Role.HA_BRIDGE, "main")), Role.HA_BRIDGE, "main"),
     ]
     return accounts
@@ -105,9 +109,10 @@ def _recognizer_rules(t: Topics, instance: str) -> list[Rule]:
         (True, "subscribe", t.gallery_cmd.rsplit("/", 1)[0] + "/#"),
         (True, "subscribe", t.train),
         (True, "subscribe", t.train_raw_filter),
-        # The HTTP API's state routes (docs/http.md): read the house's state, and, for admin tokens only,
-        # arm and enable cameras as the `homesec` command line does.
+        # The HTTP API's state routes (docs/http.md) and the web page: read the house's state, and, for
+        # admin tokens only, arm and enable cameras as the `homesec` command line does.
         *[(True, "subscribe", topic) for topic in [t.all_available, t.armed, t.camera_enabled("+")]],
+        (True, "subscribe", t.camera_state("+")),  # the web page's Now: is the camera's video coming?
         (True, "publish", t.armed_cmd),
         (True, "publish", t.camera_cmd_enable("+")),
         (True, "publish", t.camera_cmd_capture("+")),  # the web page's capture button
@@ -146,11 +151,12 @@ def _ha_bridge_rules(t: Topics, instance: str) -> list[Rule]:
     ]
 
 
-def _homeassistant_rules(t: Topics) -> list[Rule]:
-    """Home Assistant reads what its entities show, including the photos of the image entities (it is the
-    household's own screen, as Telegram is the notifier's); it writes only the commands its switches and
-    buttons send, and its own birth message."""
-    cameras = [t.motion("+"), t.camera_enabled("+"), t.camera_state("+"), t.snapshot("+"), t.alert("+")]
+def _homeassistant_rules(t: Topics, photos: bool) -> list[Rule]:
+    """Home Assistant reads what its entities show, including, unless `[homeassistant] photos` is off, the
+    photos of the image entities (it is the household's own screen, as Telegram is the notifier's); it
+    writes only the commands its switches and buttons send, and its own birth message."""
+    cameras = [t.motion("+"), t.camera_enabled("+"), t.camera_state("+")]
+    cameras += [t.snapshot("+"), t.alert("+")] if photos else []
     derived = [t.ha_visit("+"), t.ha_last_person("+"), t.ha_last_seen("+"), t.ha_recognizers]
     reads = [f"{t.discovery_prefix}/#", t.all_available, t.armed, t.gallery, *cameras, *derived]
     commands = [t.armed_cmd, t.camera_cmd_enable("+"), t.camera_cmd_capture("+"), t.ha_status]
@@ -180,7 +186,7 @@ def rules_for(account: Account, t: Topics) -> list[Rule]:
     if account.role == Role.HA_BRIDGE:
         return _ha_bridge_rules(t, account.instance)
     if account.role == Role.HOMEASSISTANT:
-        return _homeassistant_rules(t)
+        return _homeassistant_rules(t, account.photos)
     everything: Rule = (True, "subscribe", f"{t.prefix}/#")
     if account.role == Role.VIEWER:
         return [*_no_photos(t), everything]
@@ -376,6 +382,12 @@ def discovery_prefix(config: Config) -> str:
     return str(getattr(section, "discovery_prefix", Topics.discovery_prefix))
 
 
+def ha_photos(config: Config) -> bool:
+    """`[homeassistant] photos`: may Home Assistant's account read the snapshots and alerts (read by name,
+    as `discovery_prefix`; on when the bridge is not installed, as the section's default)."""
+    return bool(getattr(getattr(config, "homeassistant", None), "photos", True))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -409,6 +421,7 @@ def prepare_local_broker(
     extra: Iterable[Account] = (),
     group: str | None = None,
     discovery_prefix: str = Topics.discovery_prefix,
+    ha_photos: bool = True,
 ) -> BrokerFiles:
     """Accounts, group secret and config for a broker run from `directory` (its secrets/ and broker/
     folders). Cameras and recognizers that have a password already keep their accounts."""
@@ -416,7 +429,7 @@ def prepare_local_broker(
     secrets_dir.mkdir(parents=True, exist_ok=True)
     cameras = {*cameras, *known_instances(secrets_dir, Role.CAMERA)}
     recognizers = {*recognizers, *known_instances(secrets_dir, Role.RECOGNIZER)}
-    accounts = [*deployment_accounts(cameras, recognizers), *extra]
+    accounts = [*deployment_accounts(cameras, recognizers, ha_photos=ha_photos), *extra]
     passwords = ensure_passwords(secrets_dir, [a.user for a in accounts])
     if group is not None:
         write_atomic(secrets_dir / GROUP_FILE, group.encode() + b"\n")

@@ -46,7 +46,7 @@ from homesec.contract import (
     Payload,
     Topics,
 )
-from homesec.settings import MqttSettings
+from homesec.settings import MqttSettings, mb_to_bytes
 
 log = logging.getLogger(__name__)
 
@@ -546,7 +546,7 @@ class MqttBus:
     # -- publishing
     def _send(self, topic: str, payload: PayloadLike, options: PublishOptions) -> mqtt.MQTTMessageInfo:
         data, default_type = encode(payload)
-        limit = int(self.settings.max_payload_mb * 1024 * 1024)
+        limit = mb_to_bytes(self.settings.max_payload_mb)
         if len(data) > limit:
             raise PayloadTooLarge(f"{len(data)} bytes for {topic} exceed mqtt.max_payload_mb ({limit} bytes)")
         props = publish_properties(

@@ -1,8 +1,8 @@
 """`homesec`: the command line. Local commands (broker files, config; the nodes add theirs, such as `models`
 and `faces`) and remote ones over MQTT.
 
-Remote commands (train, labels, forget, rename, merge, not, status, arm, disarm, capture) connect as the `admin`
-MQTT user, so the broker's ACLs apply to them as to any node.
+Remote commands (train, labels, forget, rename, merge, not, status, arm, disarm, capture, enable, disable,
+visits, visitors) connect as the `admin` MQTT user, so the broker's ACLs apply to them as to any node.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from homesec.cliutil import (
     CliError,
     cli_config,
     fail,
+    quiet_stdout,
     record_broker_port,
     remote_client,
 )
@@ -37,6 +38,7 @@ from homesec.contract import (
     ArmedState,
     Availability,
     CameraEnabled,
+    CameraState,
     CaptureCommand,
     ContractError,
     DeleteLabel,
@@ -52,6 +54,7 @@ from homesec.contract import (
     ShowCommand,
     TrainRequest,
     TrainResult,
+    UndoNot,
     check_name,
     meta_property,
     parse,
@@ -82,7 +85,7 @@ def _instances(config: Config, section: str, given: list[str] | None) -> list[st
 
 
 def cmd_broker_init(args: argparse.Namespace) -> int:
-    from homesec.broker import discovery_prefix, prepare_local_broker
+    from homesec.broker import discovery_prefix, ha_photos, prepare_local_broker
     from homesec.files import private_dir
 
     config = cli_config(args)
@@ -95,6 +98,7 @@ def cmd_broker_init(args: argparse.Namespace) -> int:
         cameras=_instances(config, "camera", args.camera),
         recognizers=_instances(config, "recognizer", args.recognizer),
         discovery_prefix=discovery_prefix(config),
+        ha_photos=ha_photos(config),
     )
     record_broker_port(config.data_dir, files.port)  # the command line dials this port from now on
     users = ", ".join(a.user for a in files.accounts)
@@ -180,10 +184,23 @@ def cmd_train(args: argparse.Namespace) -> int:
                 force=args.force,
                 source="cli",
             )
-            result = remote.request(remote.topics.train, req, TrainResult, req.request_id, args.timeout)
+            result = _train_one(remote, req, image, args.timeout)
             _print_train(image, result, args.json)
             failed += not result.ok
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _train_one(remote: RemoteClient, req: TrainRequest, image: str, timeout: float) -> TrainResult:
+    from homesec.requests import NoAnswer
+
+    try:
+        return remote.request(remote.topics.train, req, TrainResult, req.request_id, timeout)
+    except NoAnswer as exc:  # the recognizer may have enrolled it and been slow to say so
+        raise CliError(
+            f"{image}: {exc}; it may have been enrolled all the same: run the same command again, "
+            "no photo is enrolled twice",
+            EXIT_NO_ANSWER,
+        ) from None
 
 
 def _gallery(args: argparse.Namespace, cmd: GalleryCommand) -> GalleryResult:
@@ -203,7 +220,9 @@ def cmd_labels(args: argparse.Namespace) -> int:
             also = "" if name == label else f"\t(label {label})"
             print(f"{name}\t{count} photo{'s' if count != 1 else ''}{also}")
         for label, count in sorted(result.negatives.items()):
-            print(f"not {label}\t{count} face{'s' if count != 1 else ''} marked as not them")
+            print(
+                f"not {result.names.get(label, label)}\t{count} face{'s' if count != 1 else ''} marked as not them"
+            )
         for c in result.conflicts:  # one person under two names is ambiguous, so unknown, at every sighting
             one, other = result.names.get(c.label, c.label), result.names.get(c.other, c.other)
             print(
@@ -223,6 +242,10 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_not(args: argparse.Namespace) -> int:
+    if args.undo is not None:
+        return _undo_not(args)
+    if args.label is None:
+        raise CliError("say who the face is not: homesec not NAME --event EVENT_ID (or --undo N)", EXIT_USAGE)
     label = check_name(args.label)
     if args.photo is not None:
         try:
@@ -239,8 +262,19 @@ def cmd_not(args: argparse.Namespace) -> int:
         print(result.model_dump_json())
     elif result.ok:
         print(f"noted: that face is not {label!r}; it will not be named {label!r} again")
+        if result.negative_id is not None:
+            print(f"(a mistake? take it back: homesec not --undo {result.negative_id})")
     else:
         print(f"refused: {result.reason}")
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def _undo_not(args: argparse.Namespace) -> int:
+    """Take a "not X" back (the negative its answer named): that face may be named X again."""
+    if args.label is not None or args.event is not None or args.photo is not None:
+        raise CliError("--undo takes only the number `homesec not` printed: homesec not --undo N", EXIT_USAGE)
+    result = _gallery(args, UndoNot(negative_id=args.undo))
+    _print_result(args, result, f"taken back (number {args.undo}): that face may be named as before")
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
@@ -271,8 +305,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         nodes = remote.nodes()
         gallery = remote.retained(t.gallery, settle=0.1)
         armed = remote.retained(t.armed, settle=0.1)
+        cameras = remote.retained(t.camera_state("+"), settle=0.1)
         where = _broker_of(remote)
     status: dict[str, object] = {"nodes": nodes}
+    # A camera node online may still not see (its stream down, a wrong password): its retained state.
+    seen = (parse(CameraState, m.payload) for m in cameras)
+    sight = {c.camera: {"state": c.state, "reason": c.reason} for c in seen}
+    if sight:
+        status["cameras"] = sight
     if gallery:
         status["gallery"] = parse(GallerySummary, gallery[-1].payload).labels
     if armed:
@@ -290,6 +330,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             "running, and is this their data dir? (`homesec config check --show` shows which broker "
             "and data dir this command uses)"
         )
+    for camera, sees in sorted(sight.items()):
+        why = f" ({sees['reason']})" if sees["reason"] else ""
+        print(f"camera {camera} sees: {sees['state']}{why}")
     if "armed" in status:
         print(f"armed: {'yes' if status['armed'] else 'no'}")
     if "gallery" in status:
@@ -489,11 +532,14 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("label")
     merge.add_argument("into")
     not_ = remote("not", "a face wrongly named LABEL: never name it LABEL again", cmd_not)
-    not_.add_argument("label")
+    not_.add_argument("label", nargs="?", help="the name the face was wrongly given")
     not_.add_argument("--event", metavar="EVENT_ID", help="the event the face was named in (the alert's)")
     not_.add_argument("--seq", type=int, default=0, help="the snapshot of the event (default 0)")
     not_.add_argument("--face", type=int, default=0, help="the face's index in the result (default 0)")
     not_.add_argument("--photo", metavar="PHOTO", help="or: a photo of the person who is not LABEL")
+    not_.add_argument(
+        "--undo", type=int, metavar="N", help='take back the "not" numbered N (the number it printed)'
+    )
     remote("status", "nodes online, armed state, enrolled people", cmd_status)
     remote("arm", "send alerts (waits for the notifier to confirm)", cmd_arm)
     remote("disarm", "stop sending alerts (waits for the notifier to confirm)", cmd_arm)
@@ -524,7 +570,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from homesec.files import private_umask
     from homesec.logs import setup_logging
-    from homesec.requests import NoAnswer
 
     private_umask()
     args = build_parser().parse_args(argv)
@@ -533,10 +578,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except (ConfigError, ContractError) as exc:
         return fail(str(exc), EXIT_USAGE)
-    except NoAnswer as exc:
+    except TimeoutError as exc:
+        if not _is_no_answer(exc):
+            raise
         return fail(str(exc), EXIT_NO_ANSWER)
     except BrokenPipeError:  # `homesec visits --json | head`: the reader has had enough
-        _quiet_stdout()
+        quiet_stdout()
         return EXIT_FAILED
     except (CliError, ConnectionError) as exc:
         return fail(str(exc), getattr(exc, "code", EXIT_FAILED))
@@ -544,10 +591,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _quiet_stdout() -> None:
-    """Point stdout at /dev/null, so flushing it at exit does not fail on the closed pipe again."""
-    import os
-
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)
+def _is_no_answer(exc: BaseException) -> bool:
+    """A request's NoAnswer, without importing homesec.requests (and paho) for local commands such as
+    `homesec faces`: a NoAnswer can only come from a command that imported it."""
+    requests = sys.modules.get("homesec.requests")
+    return requests is not None and isinstance(exc, requests.NoAnswer)

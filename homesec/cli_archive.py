@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import unicodedata
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from homesec.cliutil import EXIT_FAILED, EXIT_OK, CliError, remote_client
 from homesec.contract import (
@@ -20,12 +21,16 @@ from homesec.contract import (
     ArchiveQuery,
     DismissVisitor,
     GalleryResult,
+    ListLabels,
     NameVisitor,
     Verdict,
     check_name,
     from_iso,
     utc_now,
 )
+
+if TYPE_CHECKING:
+    from homesec.remote import RemoteClient
 
 Remote = Callable[[str, str, Callable[[argparse.Namespace], int]], argparse.ArgumentParser]
 _AGO = re.compile(r"^(\d+)\s*([mhdw])$")
@@ -42,38 +47,59 @@ def moment(text: str) -> datetime:
         raise argparse.ArgumentTypeError(f"{text!r}: {exc} (or say how long ago: 30m, 12h, 7d, 2w)") from None
 
 
-def _ask(args: argparse.Namespace, query: ArchiveQuery) -> ArchiveAnswer:
-    with remote_client(args) as remote:
-        answer = remote.request(
-            remote.topics.archive_cmd, query, ArchiveAnswer, query.request_id, args.timeout
-        )
+def _ask(args: argparse.Namespace, query: ArchiveQuery, remote: RemoteClient | None = None) -> ArchiveAnswer:
+    if remote is None:
+        with remote_client(args) as own:
+            return _ask(args, query, own)
+    answer = remote.request(remote.topics.archive_cmd, query, ArchiveAnswer, query.request_id, args.timeout)
     if not answer.ok:
         raise CliError(f"refused: {answer.reason}")
     return answer
+
+
+def _names(args: argparse.Namespace, remote: RemoteClient) -> dict[str, str]:
+    """label -> display name, from the gallery: the archive keeps labels, the household knows names."""
+    cmd = ListLabels()
+    return remote.request(remote.topics.gallery_cmd, cmd, GalleryResult, cmd.request_id, args.timeout).names
+
+
+def label_of(person: str, names: dict[str, str]) -> str:
+    """The label of `person`, said as its label or display name in any case (`José`, `josé`, `Jose`);
+    as given when no one enrolled is called so (a person forgotten since is still in the archive)."""
+    wanted = unicodedata.normalize("NFC", person.strip()).casefold()
+    for label, name in names.items():
+        if wanted in (label.casefold(), name.casefold()):
+            return label
+    return person
 
 
 def _local(iso: str) -> str:
     return from_iso(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _who(event: dict[str, Any]) -> str:
-    people = [*event["labels"], *(f"visitor {v}" for v in event["visitors"])]
+def _who(event: dict[str, Any], names: dict[str, str]) -> str:
+    people = [
+        *(names.get(label, label) for label in event["labels"]),
+        *(f"visitor {v}" for v in event["visitors"]),
+    ]
     return ", ".join(people) or "nobody named"
 
 
 def cmd_visits(args: argparse.Namespace) -> int:
-    query = ArchiveQuery(
-        what="events",
-        camera=args.camera,
-        verdict=args.verdict,
-        label=args.person,
-        visitor=args.visitor,
-        since=args.since,
-        until=args.until,
-        offset=args.offset,
-        limit=args.limit,
-    )
-    answer = _ask(args, query)
+    with remote_client(args) as remote:
+        names = _names(args, remote)
+        query = ArchiveQuery(
+            what="events",
+            camera=args.camera,
+            verdict=args.verdict,
+            label=None if args.person is None else label_of(args.person, names),
+            visitor=args.visitor,
+            since=args.since,
+            until=args.until,
+            offset=args.offset,
+            limit=args.limit,
+        )
+        answer = _ask(args, query, remote)
     if args.json:
         page = {"events": answer.events, "total": answer.total, "offset": query.offset}
         print(json.dumps({**page, "next_offset": answer.next_offset}))  # the shape of GET /api/events
@@ -82,7 +108,7 @@ def cmd_visits(args: argparse.Namespace) -> int:
         verdicts = "/".join(e["verdicts"])
         shots = f"{e['snapshots']} photo{'s' if e['snapshots'] != 1 else ''}"
         print(
-            f"{_local(e['first'])}  {e['camera']:<8} {verdicts:<16} {_who(e):<24} {shots}  event {e['event_id']}"
+            f"{_local(e['first'])}  {e['camera']:<8} {verdicts:<16} {_who(e, names):<24} {shots}  event {e['event_id']}"
         )
     more = f"; more: --offset {answer.next_offset}" if answer.next_offset is not None else ""
     print(f"{len(answer.events)} of {answer.total} visit(s){more}")
@@ -90,14 +116,16 @@ def cmd_visits(args: argparse.Namespace) -> int:
 
 
 def cmd_visitors(args: argparse.Namespace) -> int:
-    answer = _ask(args, ArchiveQuery(what="visitors", offset=args.offset, limit=args.limit))
-    if args.json:
-        print(json.dumps(answer.visitors))
-        return EXIT_OK
+    with remote_client(args) as remote:
+        answer = _ask(args, ArchiveQuery(what="visitors", offset=args.offset, limit=args.limit), remote)
+        if args.json:
+            print(json.dumps(answer.visitors))
+            return EXIT_OK
+        names = _names(args, remote) if any(v.get("label") for v in answer.visitors) else {}
     if not answer.visitors:
         print("no recurring unknown visitor yet")
     for v in answer.visitors:
-        named = f"  named {v['label']!r}" if v.get("label") else ""
+        named = f"  named {names.get(v['label'], v['label'])!r}" if v.get("label") else ""
         print(
             f"visitor {v['visitor']:<5} {v['events']} visit(s), {v['faces']} face(s), last seen "
             f"{_local(v['last_seen'])}, first {_local(v['first_seen'])}{named}"

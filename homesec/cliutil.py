@@ -35,6 +35,23 @@ def fail(message: str, code: int) -> int:
     return code
 
 
+def say(*parts: object) -> None:
+    """Print one line now. Once stdout's reader is gone (`homesec up | tee up.log` and Ctrl-C, which ends
+    `tee` too), the line is dropped rather than raised: a long run such as `up` must still stop what it
+    started."""
+    try:
+        print(*parts, flush=True)
+    except BrokenPipeError:
+        quiet_stdout()
+
+
+def quiet_stdout() -> None:
+    """Point stdout at /dev/null, so flushing it later (or at exit) does not fail on the closed pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def cli_config(args: argparse.Namespace) -> Config:
     """The configuration named by `--config` (or $HOMESEC_CONFIG), pointed at the local broker if any."""
     return with_local_broker(load_config(getattr(args, "config", None)))

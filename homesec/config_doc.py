@@ -92,6 +92,7 @@ def render_table(config: Config | None = None) -> str:
         "(`--config` or `HOMESEC_CONFIG`; see `config.example.toml`) or as `HOMESEC_<SECTION>__<KEY>`",
         "environment variables. Secrets never come from the file, only from the environment (or the",
         f"`*_file` keys): `{envs}`.",
+        "Sizes in MB (`*_mb`) are binary megabytes: 1 MB = 1024 × 1024 bytes, as mosquitto counts them.",
         "",
         "| key | default | meaning |",
         "|---|---|---|",

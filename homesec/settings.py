@@ -8,6 +8,14 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+# Sizes in the configuration (`*_mb`) are binary megabytes, as mosquitto's and the kernel's: one MB is
+# 1024 * 1024 bytes everywhere (uploads, archive, spools, payloads, outbox).
+MB = 1024 * 1024
+
+
+def mb_to_bytes(mb: float) -> int:
+    return int(mb * MB)
+
 
 class Section(BaseModel):
     """Base of every config section: unknown keys are errors, so typos fail at start-up."""

@@ -21,9 +21,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from homesec.broker import MosquittoProcess, discovery_prefix, free_port, port_open, prepare_local_broker
+from homesec.broker import (
+    MosquittoProcess,
+    discovery_prefix,
+    free_port,
+    ha_photos,
+    port_open,
+    prepare_local_broker,
+)
 from homesec.bus import Message, MqttBus
-from homesec.cliutil import EXIT_USAGE, PORT_FILE, CliError, forget_broker_port, record_broker_port
+from homesec.cliutil import EXIT_USAGE, PORT_FILE, CliError, forget_broker_port, record_broker_port, say
 from homesec.config import Config, load_config, mqtt_for_role, node_sections, secret_keys
 from homesec.contract import META_PROPERTY, Role, Topics, split_node
 from homesec.files import private_dir, private_umask
@@ -85,11 +92,16 @@ def describe(topics: Topics, msg: Message) -> str | None:
         took = f" in {total:.0f} ms" if isinstance(total, float | int) else ""
         return f"[recognizer] {parts[2]} #{body['seq'] + 1}: {faces} -> {body['verdict'].upper()}{took}"
     if msg.topic == topics.train_result:
-        ok = f"enrolled {body['label']!r}" if body["ok"] else f"refused {body['label']!r}: {body['reason']}"
+        who = repr(body["label"])
+        if body.get("name") and body["name"] != body["label"]:  # as `homesec train` says it
+            who = f"{body['name']!r} (label {who})"
+        ok = f"enrolled {who}" if body["ok"] else f"refused {who}: {body['reason']}"
         return f"[recognizer] training: {ok}"
     if msg.topic == topics.delivered:
         where = f"Telegram chat {body['chat_id']}" if body["channel"] == "telegram" else "the outbox"
-        return f"[notifier] alert {body['event_id'][:8]} from {body['camera']} sent to {where}"
+        event = str(body["event_id"])  # a Frigate event's id whole: its first 8 characters are all 'frigate-'
+        short = event if event.startswith("frigate-") else event[:8]
+        return f"[notifier] alert {short} from {body['camera']} sent to {where}"
     if msg.topic == topics.armed:
         return f"[notifier] {'armed' if body['armed'] else 'disarmed'}"
     return None
@@ -118,9 +130,7 @@ class Supervisor:
         for name, proc in list(self.procs.items()):
             code = proc.poll()
             if code is not None and not self.stopping:
-                print(
-                    f"[up] {name} exited with code {code}; see {self.log_dir / (name + '.log')}", flush=True
-                )
+                say(f"[up] {name} exited with code {code}; see {self.log_dir / (name + '.log')}")
                 if code == 2:  # bad config or missing models: restarting will not help
                     raise SystemExit(f"{name} cannot start; fix the problem above and run again")
                 time.sleep(2)
@@ -144,13 +154,13 @@ def watch_broker(broker: MosquittoProcess) -> None:
     code = broker.exit_code()
     if code is None:
         return
-    print(f"[up] mosquitto exited with code {code}; restarting it on port {broker.port}", flush=True)
+    say(f"[up] mosquitto exited with code {code}; restarting it on port {broker.port}")
     try:
         broker.start()
     except RuntimeError as exc:  # e.g. something else took the port meanwhile: try again next round
-        print(f"[up] {exc}", flush=True)
+        say(f"[up] {exc}")
         return
-    print(f"[up] mosquitto is back on 127.0.0.1:{broker.port}", flush=True)
+    say(f"[up] mosquitto is back on 127.0.0.1:{broker.port}")
 
 
 def _secret_variables() -> set[str]:
@@ -206,7 +216,7 @@ def _enroll_demo_owner(local: Config) -> None:
         cmd = ListLabels()
         labels = remote.request(remote.topics.gallery_cmd, cmd, GalleryResult, cmd.request_id, 60).labels
         if labels:
-            print(f"[up] enrolled already: {', '.join(sorted(labels))}", flush=True)
+            say(f"[up] enrolled already: {', '.join(sorted(labels))}")
             return
         for photo in photos:
             req = TrainRequest(
@@ -214,12 +224,12 @@ def _enroll_demo_owner(local: Config) -> None:
             )
             result = remote.request(remote.topics.train, req, TrainResult, req.request_id, 60)
             if not result.ok:
-                print(f"[up] the demo owner photo {photo} was refused: {result.reason}", flush=True)
+                say(f"[up] the demo owner photo {photo} was refused: {result.reason}")
 
 
 def _show(line: str | None) -> None:
     if line:
-        print(time.strftime("%H:%M:%S"), line, flush=True)
+        say(time.strftime("%H:%M:%S"), line)
 
 
 def _instances(config: Config, role: Role) -> list[str]:
@@ -243,6 +253,7 @@ def run_up(args: argparse.Namespace) -> int:
         cameras=_instances(config, Role.CAMERA),
         recognizers=_instances(config, Role.RECOGNIZER),
         discovery_prefix=discovery_prefix(config),
+        ha_photos=ha_photos(config),
     )
     # The configuration every node and helper client of this run uses: this broker, this data dir.
     local = config.model_copy(
@@ -264,19 +275,18 @@ def run_up(args: argparse.Namespace) -> int:
     try:
         _start_broker(broker, data_dir)
         if moved:
-            print(f"[up] {moved}", flush=True)
-        print(f"[up] mosquitto on 127.0.0.1:{port} (config {files.conf}); node logs in {log_dir}", flush=True)
+            say(f"[up] {moved}")
+        say(f"[up] mosquitto on 127.0.0.1:{port} (config {files.conf}); node logs in {log_dir}")
         viewer = _start_monitor(local)
         # Consumers first: a node's first messages then land in subscriptions that already exist.
         for plugin in sorted(node_plugins(), key=lambda p: p.stage, reverse=True):
             sup.spawn(plugin.section, plugin.program)
         for note in _notes(config, data_dir):
-            print(f"[up] {note}", flush=True)
-        print(f"[up] watch the bus on port {port}: {watch_recipe(local)}", flush=True)
-        print(
+            say(f"[up] {note}")
+        say(f"[up] watch the bus on port {port}: {watch_recipe(local)}")
+        say(
             f"[up] `homesec status` and the other commands find this broker (port {port}) through "
-            f"{data_dir / PORT_FILE} while this runs; Ctrl-C stops everything",
-            flush=True,
+            f"{data_dir / PORT_FILE} while this runs; Ctrl-C stops everything"
         )
         if not args.no_enroll:
             threading.Thread(target=_enroll_quietly, args=(local,), daemon=True).start()
@@ -284,7 +294,7 @@ def run_up(args: argparse.Namespace) -> int:
             watch_broker(broker)
             sup.watch()
     finally:
-        print("[up] stopping", flush=True)
+        say("[up] stopping")
         # The nodes first, while the broker still runs: each says `stopped` before it goes.
         sup.stop()
         if viewer is not None:
@@ -329,4 +339,4 @@ def _enroll_quietly(local: Config) -> None:
     try:
         _enroll_demo_owner(local)
     except Exception as exc:  # the demo goes on without an owner; say why
-        print(f"[up] could not enroll the demo owner: {exc}", flush=True)
+        say(f"[up] could not enroll the demo owner: {exc}")

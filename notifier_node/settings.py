@@ -10,12 +10,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from homesec.settings import Section
+from homesec.settings import MB, Section
 
 log = logging.getLogger(__name__)
 
 TELEGRAM_API = "https://api.telegram.org"
-MB = 1024 * 1024
 
 
 def _deprecated(old: str, new: str) -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import io
 from dataclasses import dataclass
 
-from PIL import ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont
 
 from recognizer_node.imageio import open_image
 
@@ -21,11 +22,35 @@ class Mark:
     color: tuple[int, int, int]
 
 
+# Names are in any script (`José`, `Zoë`, `Łukasz`): Pillow's own font draws ASCII only, so a system font
+# with Latin, Greek and Cyrillic first (Debian's and Raspberry Pi OS's fonts-dejavu-core), when there.
+FONT_FILES = ("DejaVuSans.ttf", "NotoSans-Regular.ttf")
+
+
+@functools.lru_cache(maxsize=8)
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    for name in FONT_FILES:
+        try:
+            return ImageFont.truetype(name, size)
+        except OSError:  # not installed
+            continue
     try:
         return ImageFont.load_default(size=size)  # scalable when Pillow has FreeType
     except (TypeError, OSError, ImportError):
         return ImageFont.load_default()
+
+
+def _glyph(font: ImageFont.FreeTypeFont | ImageFont.ImageFont, char: str) -> bytes:
+    image = Image.new("L", (48, 48))
+    ImageDraw.Draw(image).text((0, 0), char, font=font, fill=255)
+    return image.tobytes()
+
+
+def drawable(text: str) -> bool:
+    """Every character of `text` has a glyph in the marks' font: else it would show as empty boxes."""
+    font = _font(22)
+    missing = _glyph(font, "\U0010fffd")  # a private-use character: the font's "no such glyph" box
+    return all(_glyph(font, char) != missing for char in set(text) if not char.isspace())
 
 
 def draw_marks(data: bytes, marks: list[Mark], quality: int = 85, max_pixels: int = 40_000_000) -> bytes:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,10 +68,13 @@ def motion_region(
     return region(image, detector, box, scale)
 
 
-def refine(image: DecodedImage, detector: Detector, dets: Detections) -> Detections:
-    """Re-detect each face on a full-resolution crop; keep the original when the crop finds nothing."""
-    out = []
-    for i in range(len(dets)):
+def refine(
+    image: DecodedImage, detector: Detector, dets: Detections, workers: Executor | None = None
+) -> Detections:
+    """Re-detect each face on a full-resolution crop; keep the original when the crop finds nothing.
+    With `workers`, faces are refined in parallel (the image's pixels must be decoded already)."""
+
+    def one(i: int) -> Detections:
         x1, y1, x2, y2 = (float(v) for v in dets.boxes[i])
         size = max(x2 - x1, y2 - y1)
         cx, cy, half = (x1 + x2) / 2, (y1 + y2) / 2, REFINE_CONTEXT * size / 2
@@ -78,14 +82,17 @@ def refine(image: DecodedImage, detector: Detector, dets: Detections) -> Detecti
         found = region(image, detector, box, REFINE_FACE_PX / size) if box else Detections.empty()
         best = _best_overlap(found, dets.boxes[i])
         if best is None:
-            out.append(dets.take([i]))
-            continue
+            return dets.take([i])
         refined = found.take([best])
         # keep the stronger score: a tight crop can score a face lower than its context did
-        out.append(
-            Detections(refined.boxes, refined.landmarks, np.maximum(refined.scores, dets.scores[i : i + 1]))
+        return Detections(
+            refined.boxes, refined.landmarks, np.maximum(refined.scores, dets.scores[i : i + 1])
         )
-    return Detections.concat(out)
+
+    indices = range(len(dets))
+    return Detections.concat(
+        list(workers.map(one, indices) if workers and len(dets) > 1 else map(one, indices))
+    )
 
 
 def _best_overlap(found: Detections, box: np.ndarray, min_iou: float = 0.4) -> int | None:
@@ -101,9 +108,16 @@ def _best_overlap(found: Detections, box: np.ndarray, min_iou: float = 0.4) -> i
 
 
 def detect(
-    image: DecodedImage, detector: Detector, plan: DetectionPlan, motion_box: Box | None = None
+    image: DecodedImage,
+    detector: Detector,
+    plan: DetectionPlan,
+    motion_box: Box | None = None,
+    pool: Executor | None = None,
+    workers: Executor | None = None,
 ) -> tuple[Detections, dict[str, float]]:
-    """All faces in full-resolution pixels, with per-step timings in ms."""
+    """All faces in full-resolution pixels, with per-step timings in ms. With a `pool`, the full
+    pixels that the motion box and the refinement need are decoded there during the first pass; with
+    `workers`, the faces are refined in parallel."""
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -115,6 +129,8 @@ def detect(
 
     frame_scale = min(1.0, plan.det_max_side / max(image.width, image.height))
     w, h = _scaled(image.width, image.height, frame_scale)
+    if pool is not None and (motion_box is not None or plan.refine) and image.draftable(w):
+        image.decode_on(pool)
     small = image.reduced(w, h)
     lap("decode")
     dets = detector(small).mapped(w / image.width, h / image.height)
@@ -128,6 +144,7 @@ def detect(
         dets = merge(Detections.concat([dets, roi]), plan.nms_threshold)
         lap("detect_roi")
     if plan.refine and len(dets):
-        dets = merge(refine(image, detector, dets), plan.nms_threshold)  # two may refine onto one face
+        # two may refine onto one face
+        dets = merge(refine(image, detector, dets, workers), plan.nms_threshold)
         lap("refine")
     return dets, timings

@@ -24,6 +24,7 @@ from homesec.contract import (
     SearchResult,
     SnapshotMeta,
 )
+from homesec.settings import mb_to_bytes
 from recognizer_node.archive import Archive, ArchivedFace, ArchiveHit, SnapshotRecord
 from recognizer_node.imageio import decode_rgb, encode_jpeg
 from recognizer_node.negatives import archived_face
@@ -49,7 +50,7 @@ class History:
             settings.resolve_dir(data_dir),
             recognizer.embedder_id,
             max_age_s=settings.max_age_days * 86400,
-            max_bytes=int(settings.max_mb * 1_000_000),
+            max_bytes=mb_to_bytes(settings.max_mb),
             prune_every=settings.prune_every,
             visitor_threshold=settings.visitor_threshold if settings.visitors else None,
         )

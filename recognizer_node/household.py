@@ -1,5 +1,6 @@
 """The state of the rest of the house as the recognizer's API shows it: which nodes are online, whether
-the notifier is armed, which cameras are enabled; and the commands that change them.
+the notifier is armed, which cameras are enabled and whether their video sources deliver; and the
+commands that change them.
 
 The notifier and the cameras own that state. The recognizer only follows their retained announcements
 (fed in by `household_mqtt.watch_household`) and sends their owners the same commands as
@@ -13,7 +14,15 @@ from collections.abc import Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from homesec.contract import ArmCommand, ArmedState, CameraEnabled, EnableCommand, Role, node_name
+from homesec.contract import (
+    ArmCommand,
+    ArmedState,
+    CameraEnabled,
+    CameraState,
+    EnableCommand,
+    Role,
+    node_name,
+)
 
 SendArm = Callable[[ArmCommand], bool]
 SendEnable = Callable[[str, EnableCommand], bool]
@@ -27,6 +36,10 @@ class HouseholdState(BaseModel):
     armed: bool | None = Field(description="Whether alerts are sent; null until the notifier has said.")
     armed_by: str | None = Field(description="Who armed or disarmed it last (cli, telegram, http...).")
     cameras: dict[str, bool] = Field(description="Each camera that announced itself: enabled?")
+    sources: dict[str, CameraState] = Field(
+        default_factory=dict,
+        description="Each camera's video source as it last said: online, offline or error, and why.",
+    )
 
 
 class CommandNotSent(RuntimeError):
@@ -41,10 +54,11 @@ class Household:
     """Thread-safe: fed on the bus worker thread, read and commanded from the API's threads."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()  # notified on every announcement: see `wait_for`
         self._nodes: dict[str, str] = {}
         self._armed: ArmedState | None = None
         self._cameras: dict[str, bool] = {}
+        self._sources: dict[str, CameraState] = {}
         self._send_arm: SendArm | None = None
         self._send_enable: SendEnable | None = None
 
@@ -56,14 +70,22 @@ class Household:
     def node_seen(self, node: str, availability: str) -> None:
         with self._lock:
             self._nodes[node] = availability
+            self._lock.notify_all()
 
     def armed_seen(self, state: ArmedState) -> None:
         with self._lock:
             self._armed = state
+            self._lock.notify_all()
 
     def camera_seen(self, state: CameraEnabled) -> None:
         with self._lock:
             self._cameras[state.camera] = state.enabled
+            self._lock.notify_all()
+
+    def source_seen(self, state: CameraState) -> None:
+        with self._lock:
+            self._sources[state.camera] = state
+            self._lock.notify_all()
 
     # -- what the API asks
     def state(self) -> HouseholdState:
@@ -74,7 +96,14 @@ class Household:
                 armed=armed.armed if armed else None,
                 armed_by=armed.by if armed else None,
                 cameras=dict(self._cameras),
+                sources=dict(self._sources),
             )
+
+    def wait_for(self, done: Callable[[HouseholdState], bool], timeout: float) -> bool:
+        """Whether the state came to satisfy `done` within `timeout` seconds (a command's owner
+        announcing the change, so that a page can show it done rather than sent)."""
+        with self._lock:  # a Condition's lock is reentrant: state() takes it again
+            return self._lock.wait_for(lambda: done(self.state()), timeout)
 
     def set_armed(self, armed: bool, by: str) -> None:
         """Ask the notifier to arm or disarm (CommandNotSent when the broker did not take it)."""

@@ -1,7 +1,8 @@
 """Image decoding with Pillow: EXIF orientation, odd modes, bounded memory, clear refusals for bad input.
 
-A large JPEG is decoded reduced (libjpeg's DCT scaling via `draft()`) for detection, which costs a
-fraction of a full decode; the full-resolution pixels are decoded only when a face needs cropping.
+A JPEG at least twice the detection size is decoded reduced (libjpeg's DCT scaling via `draft()`) for
+detection, which costs a fraction of a full decode; the full-resolution pixels are needed only where a
+face is cropped, and `DecodedImage.decode_on` decodes them on another thread meanwhile.
 
 Memory is bounded by what decoding costs, not only by the pixel count: a 40 Mpx RGB PNG is 120 MB of
 pixels before any conversion, and an RGBA or palette one several times that. So an image whose decode
@@ -17,6 +18,7 @@ import ctypes.util
 import io
 import math
 import warnings
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -134,6 +136,7 @@ class DecodedImage:
     reduction: int = 1  # the JPEG is decoded at 1/reduction of its size (DCT scaling)
     _image: Image.Image | None = field(default=None, repr=False)
     _full: np.ndarray | None = field(default=None, repr=False)
+    _pending: Future[Image.Image] | None = field(default=None, repr=False)
 
     @property
     def decoded(self) -> bool:
@@ -143,18 +146,28 @@ class DecodedImage:
     @property
     def scale(self) -> float:
         """Pixels of `image()` per pixel of the original: 1, or 1/2, 1/4, 1/8 for a huge JPEG."""
-        if self._image is None:
+        if self._image is None and self._pending is None:
             return 1 / self.reduction
-        return self._image.width / self.width
+        return self.image().width / self.width
 
     def image(self) -> Image.Image:
         """EXIF-oriented, RGB (Pillow), at `scale` of the original (full resolution unless huge)."""
         if self._image is None:
-            im = _open(self.data)
-            if self.reduction > 1:
-                im.draft("RGB", _stored(self, self.width // self.reduction, self.height // self.reduction))
-            self._image = _load(im)
+            # a decode started by `decode_on` is waited for (its ImageError raised here)
+            self._image = self._pending.result() if self._pending is not None else self._decode()
         return self._image
+
+    def decode_on(self, pool: Executor) -> None:
+        """Start decoding the full-resolution pixels on `pool` (Pillow's decoder leaves the GIL), so
+        they are ready when `image()` asks, while this thread detects on a reduced copy."""
+        if self._image is None and self._pending is None:
+            self._pending = pool.submit(self._decode)
+
+    def _decode(self) -> Image.Image:
+        im = _open(self.data)
+        if self.reduction > 1:
+            im.draft("RGB", _stored(self, self.width // self.reduction, self.height // self.reduction))
+        return _load(im)
 
     def full(self) -> np.ndarray:
         """(H, W, 3) uint8 RGB of `image()`."""
@@ -175,13 +188,17 @@ class DecodedImage:
         return np.asarray(image.resize(size, Image.Resampling.BILINEAR, box=source, reducing_gap=1.0))
 
     def reduced(self, width: int, height: int) -> np.ndarray:
-        """(height, width, 3) uint8 RGB. A JPEG at least 3x larger is decoded reduced (`draft`)."""
-        if self._image is None and self.format in _DRAFTABLE and width * 3 <= self.width:
+        """(height, width, 3) uint8 RGB. A JPEG at least 2x larger is decoded reduced (`draft`)."""
+        if self.draftable(width):
             im = _open(self.data)
             im.draft("RGB", _stored(self, width, height))  # DCT scaling, never below the requested size
             return resize_rgb(np.asarray(_load(im)), width, height)
-        # smaller reductions: the full decode is needed anyway when a face is found
         return self.region((0, 0, self.width, self.height), width, height)
+
+    def draftable(self, width: int) -> bool:
+        """Whether `reduced(width, ...)` decodes the JPEG anew at a reduced size (1/2 to 1/8): cheaper
+        than reducing its full pixels, and those are needed only where a face is."""
+        return self._image is None and self.format in _DRAFTABLE and width * 2 <= self.width
 
 
 def _stored(image: DecodedImage, width: int, height: int) -> tuple[int, int]:

@@ -305,7 +305,7 @@ class RecognizerOperations:
             return None
         shared = result.model_dump(include={"camera", "event_id", "seq", "verdict", "faces"})
         alert = Alert.model_validate({**shared, "requested": requested, "snapshot_ts": meta.ts})
-        return AlertImage(alert, self.recognizer.annotate(jpeg, recognition.faces))
+        return AlertImage(alert, self.recognizer.annotate(jpeg, alert.faces))  # named: `José`, in any script
 
     # ----------------------------------------------------------------------------------- training
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,6 +145,11 @@ class Recognizer:
         self.gates = Gates(
             s.min_face_px, s.min_det_score, s.min_sharpness, s.dim_min_face_px, s.dim_brightness
         )
+        # one thread decodes a snapshot's full pixels while the detector looks at its reduced copy
+        self.decoder: ThreadPoolExecutor | None = ThreadPoolExecutor(1, thread_name_prefix="decode")
+        # the faces of a frame are refined and embedded two at a time (the models gain little from a
+        # second onnxruntime thread: bench/recognizer.py --in-order, docs/performance.md)
+        self.workers: ThreadPoolExecutor | None = ThreadPoolExecutor(2, thread_name_prefix="face")
 
     # ----------------------------------------------------------------------------------- analysis
 
@@ -164,7 +170,7 @@ class Recognizer:
         image = open_image(data, self.settings.max_image_pixels)
         if motion_box is not None and box_space is not None:
             motion_box = rescale_box(motion_box, box_space, (image.width, image.height))
-        dets, timings = detect(image, self.detector, self.plan, motion_box)
+        dets, timings = detect(image, self.detector, self.plan, motion_box, self.decoder, self.workers)
         t1 = time.perf_counter()
         faces = []
         for box, lms, score in zip(dets.boxes, dets.landmarks, dets.scores, strict=True):
@@ -186,7 +192,8 @@ class Recognizer:
             )
         t2 = time.perf_counter()
         todo = [f for f in faces if f.rejected is None or embed_all]
-        for f, embedding in zip(todo, self.embedder.embed([f.crop for f in todo]), strict=True):
+        embeddings = self.embedder.embed([f.crop for f in todo], workers=self.workers)
+        for f, embedding in zip(todo, embeddings, strict=True):
             f.embedding = embedding
         t3 = time.perf_counter()
         timings.update(align=(t2 - t1) * 1000, embed=(t3 - t2) * 1000, total=(t3 - t0) * 1000)
@@ -315,10 +322,13 @@ class Recognizer:
     def annotate(self, data: bytes, faces: Sequence[Face | MatchedFace]) -> bytes:
         """JPEG of the image with each face boxed: green named, red unknown, grey not usable."""
         # imported here: Pillow's drawing and fonts cost a `homesec faces` run ~50 ms and are not used
-        from recognizer_node.annotate import draw_marks, mark_for
+        from recognizer_node.annotate import draw_marks, drawable, mark_for
 
         contract_faces = [f.to_contract() if isinstance(f, MatchedFace) else f for f in faces]
-        marks = [mark_for(f.label, f.similarity, f.rejected, f.box) for f in contract_faces]
+        shown = [f.name if f.name and drawable(f.name) else f.label for f in contract_faces]  # else boxes
+        marks = [
+            mark_for(n, f.similarity, f.rejected, f.box) for n, f in zip(shown, contract_faces, strict=True)
+        ]
         return draw_marks(data, marks, max_pixels=self.settings.max_image_pixels)
 
     def reembed_gallery(self, gallery: Gallery, on_each: Callable[[], None] | None = None) -> int:

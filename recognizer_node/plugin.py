@@ -16,12 +16,14 @@ def node_name(settings: RecognizerSettings) -> str:
 
 def add_commands(subparsers: SubParsers) -> None:
     """`homesec models ...`, `homesec faces ...` (their handlers import numpy and onnxruntime late) and
-    `homesec api token ...`."""
+    `homesec api token ...` and `homesec web password`."""
     from recognizer_node.cli import add_commands as add
     from recognizer_node.http.cli import add_commands as add_api
+    from recognizer_node.web.cli import add_commands as add_web
 
     add(subparsers)
     add_api(subparsers)
+    add_web(subparsers)
 
 
 def up_note(settings: RecognizerSettings, data_dir: Path) -> str | None:
@@ -35,7 +37,7 @@ def status(settings: RecognizerSettings, data_dir: Path) -> dict[str, str]:
     """The HTTP API's URL and health, for `homesec status`."""
     from recognizer_node.http.up import api_status
 
-    return api_status(settings.http)
+    return api_status(settings.http, data_dir)
 
 
 PLUGIN = NodePlugin(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from pathlib import Path
 
 import numpy as np
@@ -30,15 +31,20 @@ class SFace(OnnxModel[np.ndarray, np.ndarray]):
     def postprocess(self, outputs: dict[str, np.ndarray], item: np.ndarray) -> np.ndarray:
         return unit(next(iter(outputs.values())).reshape(-1))
 
-    def embed(self, faces: Sequence[np.ndarray], batch: int = 1) -> np.ndarray:
+    def embed(
+        self, faces: Sequence[np.ndarray], batch: int = 1, workers: Executor | None = None
+    ) -> np.ndarray:
         """(N, D) unit rows for N aligned faces, `batch` faces per inference (when the model takes more
         than one). One at a time is the default: three faces in one inference measured no faster than
-        three inferences, and slower on a busy machine (bench/recognizer.py, "embedder alone")."""
+        three inferences, and slower on a busy machine (bench/recognizer.py, "embedder alone").
+        With `workers`, the inferences run in parallel (onnxruntime leaves the GIL while it runs)."""
         if not faces:
             return np.zeros((0, self.dim), np.float32)
         step = batch if self.batches else 1
-        rows = [
-            self.run(np.concatenate([self.preprocess(f) for f in faces[i : i + step]]))
-            for i in range(0, len(faces), step)
-        ]
+
+        def run(i: int) -> dict[str, np.ndarray]:
+            return self.run(np.concatenate([self.preprocess(f) for f in faces[i : i + step]]))
+
+        starts = range(0, len(faces), step)
+        rows = list(workers.map(run, starts) if workers and len(starts) > 1 else map(run, starts))
         return unit(np.concatenate([next(iter(r.values())).reshape(-1, self.dim) for r in rows]))

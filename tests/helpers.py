@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import queue
 import threading
 import time
@@ -24,12 +25,14 @@ from homesec.contract import ErrorReport, RecognitionResult, SnapshotMeta, Topic
 from homesec.fakemqtt import FakeBroker, FakeClient
 from homesec.settings import MqttSettings
 
-IDLE_TIMEOUT_S = 10.0
+# Slow machines stretch every wait: scripts/arm64-check.sh runs the tests under emulation (10-20x slower).
+TIME_SCALE = float(os.environ.get("HOMESEC_TEST_TIME_SCALE", "1"))
+IDLE_TIMEOUT_S = 10.0 * TIME_SCALE
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 20.0, interval: float = 0.01) -> None:
-    """Poll `predicate` until it is true; AssertionError after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
+    """Poll `predicate` until it is true; AssertionError after `timeout` seconds (times TIME_SCALE)."""
+    deadline = time.monotonic() + timeout * TIME_SCALE
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")

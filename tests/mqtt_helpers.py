@@ -19,6 +19,7 @@ from homesec.bus import Handler, Message, MqttBus
 from homesec.config import node_client_id
 from homesec.contract import Role, Topics
 from homesec.settings import MqttSettings
+from tests.helpers import TIME_SCALE
 
 
 def harness_accounts(prefix: str) -> list[Account]:
@@ -126,7 +127,7 @@ class Collector:
         self.messages.put(msg)
 
     def wait_for(self, predicate: Callable[[Message], bool], timeout: float = 10.0) -> Message:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout * TIME_SCALE
         while (left := deadline - time.monotonic()) > 0:
             try:
                 msg = self.messages.get(timeout=left)

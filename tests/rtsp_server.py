@@ -20,12 +20,12 @@ from pathlib import Path
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 
-def _pipeline(pattern: str, fps: int, width: int, height: int, kbps: int, codec: str) -> str:
+def _pipeline(pattern: str, fps: int, width: int, height: int, kbps: int, codec: str, preset: str) -> str:
     encoder = "x264enc" if codec == "h264" else "x265enc"
     return (
         f'( multifilesrc location="{pattern}" loop=true caps="image/jpeg,framerate={fps}/1" '
         f"! jpegdec ! videoconvert ! videoscale ! video/x-raw,width={width},height={height},format=I420 "
-        f"! {encoder} tune=zerolatency speed-preset=ultrafast key-int-max={fps} bitrate={kbps} "
+        f"! {encoder} tune=zerolatency speed-preset={preset} key-int-max={fps} bitrate={kbps} "
         f"! rtp{codec}pay name=pay0 pt=96 config-interval=1 )"
     )
 
@@ -39,6 +39,12 @@ def main() -> int:
     parser.add_argument("--sub-size", default="320x240", help="substream size")
     parser.add_argument("--kbps", type=int, default=2048, help="main stream bitrate (the substream: 1/8)")
     parser.add_argument("--codec", choices=["h264", "h265"], default="h264")
+    parser.add_argument(
+        "--preset",
+        default="ultrafast",
+        help="the encoder's speed-preset: ultrafast (cheap to encode, and to decode: no CABAC, no deblocking) "
+        "or superfast and slower (CABAC and deblocking, as cameras' encoders use)",
+    )
     parser.add_argument("--user")
     parser.add_argument("--password-env", default="RTSP_TEST_PASSWORD")
     args = parser.parse_args()
@@ -58,7 +64,7 @@ def main() -> int:
     for path, size, kbps in (("/main", args.size, args.kbps), ("/sub", args.sub_size, args.kbps // 8)):
         w, h = (int(v) for v in size.split("x"))
         factory = GstRtspServer.RTSPMediaFactory()
-        factory.set_launch(_pipeline(pattern, args.fps, w, h, kbps, args.codec))
+        factory.set_launch(_pipeline(pattern, args.fps, w, h, kbps, args.codec, args.preset))
         factory.set_shared(False)
         if args.user:
             factory.add_role_from_structure(
@@ -96,11 +102,12 @@ class RtspServer:
         sub_size: str = "320x240",
         kbps: int = 2048,
         codec: str = "h264",
+        preset: str = "ultrafast",
         user: str | None = None,
         password: str | None = None,
     ) -> None:
         self.port, self.fps, self.size, self.user, self.password = port, fps, size, user, password
-        self.sub_size, self.kbps, self.codec = sub_size, kbps, codec
+        self.sub_size, self.kbps, self.codec, self.preset = sub_size, kbps, codec, preset
         self.frames_dir = directory / "frames"
         self.frames_dir.mkdir(parents=True, exist_ok=True)
         for i, frame in enumerate(frames):
@@ -114,7 +121,7 @@ class RtspServer:
     def start(self) -> None:
         cmd = [SYSTEM_PYTHON, __file__, "--port", str(self.port), "--frames", str(self.frames_dir)]
         cmd += ["--fps", str(self.fps), "--size", self.size, "--sub-size", self.sub_size]
-        cmd += ["--kbps", str(self.kbps), "--codec", self.codec]
+        cmd += ["--kbps", str(self.kbps), "--codec", self.codec, "--preset", self.preset]
         env = dict(os.environ)
         if self.user:
             cmd += ["--user", self.user]

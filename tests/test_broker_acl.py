@@ -117,6 +117,7 @@ MAY_READ = {
     | {T.train, T.train_raw("alice"), T.gallery_cmd, T.search_cmd, T.archive_cmd}
     | {t for t in TOPICS if t.endswith("/available")}
     | {T.camera_enabled(c) for c in EVERY_CAMERA}
+    | {T.camera_state(c) for c in EVERY_CAMERA}
     | {T.armed},
     NOTIFIER: {T.alert(c) for c in EVERY_CAMERA}
     | {T.result(c) for c in EVERY_CAMERA}

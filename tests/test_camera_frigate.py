@@ -175,3 +175,62 @@ def test_a_refused_frigate_broker_login_is_an_error(broker: Broker, tmp_path: Pa
         assert "refused" in (service.state.reason or "")
     finally:
         service.stop()
+
+
+@pytest.mark.parametrize("auth", ["digest", "basic"])
+def test_frigate_behind_a_basic_auth_proxy_answers_with_the_camera_password(
+    httpserver: HTTPServer, tmp_path: Path, auth: str
+) -> None:
+    """docs/cameras.md: Frigate's authenticated port behind a proxy that takes basic (or digest)
+    auth, with camera.username and the camera's password file. A basic-only proxy must be answered
+    whichever `camera.auth` is set (digest, the default, answers the challenge it gets)."""
+    from werkzeug import Request, Response
+
+    from camera_node.frigate import FrigateSource
+    from homesec.broker import free_port
+
+    def proxy(request: Request) -> Response:
+        given = request.authorization
+        if given is None or (given.type, given.username, given.password) != ("basic", "homesec", "pr0xy"):
+            return Response("no", status=401, headers={"WWW-Authenticate": 'Basic realm="frigate"'})
+        return Response(JPEG, mimetype="image/jpeg")
+
+    httpserver.expect_request("/api/front_door/latest.jpg").respond_with_handler(proxy)
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "camera-frig.password").write_text("pr0xy")
+    settings = CameraSettings.model_validate(
+        {
+            "id": "frig",
+            "source": "frigate",
+            "url": httpserver.url_for("/"),
+            "username": "homesec",
+            "auth": auth,
+            "trigger": "manual",
+            "frigate": {"host": "127.0.0.1", "port": free_port(), "camera": "front_door"},  # no broker
+        }
+    )
+    got: list[tuple[bytes, str | None, Any]] = []
+    source = FrigateSource.from_settings(settings, tmp_path, None)
+    source.on_snapshot = lambda jpeg, event_id, trigger: got.append((jpeg, event_id, trigger))
+    source.start()
+    try:
+        source.capture("cap1")
+        wait_until(lambda: len(got) == 1, timeout=10)
+        assert got == [(JPEG, "cap1", "manual")]
+    finally:
+        source.stop()
+
+
+def test_homesec_up_names_a_frigate_alert_by_its_whole_id() -> None:
+    """`homesec up` shortens event ids to 8 characters; a Frigate event's would all read 'frigate-'."""
+    from homesec.bus import Message
+    from homesec.contract import Delivered
+    from homesec.up import describe
+
+    def line(event_id: str) -> str | None:
+        sent = Delivered(event_id=event_id, camera="frontdoor", channel="outbox")
+        return describe(T, Message(T.delivered, sent.to_json()))
+
+    frigate_id = "frigate-1607123955_475377-mxklsc"
+    assert line(frigate_id) == f"[notifier] alert {frigate_id} from frontdoor sent to the outbox"
+    assert line("1103b138aa9c4c0e") == "[notifier] alert 1103b138 from frontdoor sent to the outbox"

@@ -180,3 +180,35 @@ def test_an_mjpeg_stream_is_decoded_and_shows_the_walk_in(httpserver: HTTPServer
         stop.set()
         service.stop()
         bus.close()
+
+
+def test_the_node_does_not_log_every_snapshot_request(
+    httpserver: HTTPServer, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """httpx logs each request at INFO: a camera polled at `fps` would fill its log with a line per
+    picture (two a second, forever). The node's logging keeps them for DEBUG."""
+    import logging
+
+    from camera_node.__main__ import setup_camera_logging
+
+    httpserver.expect_request("/snap.jpg").respond_with_handler(snapshot_handler(Frames(), "basic"))
+    settings = http_settings("snap", httpserver.url_for("/snap.jpg"), source="http", auth="basic")
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        setup_camera_logging("INFO", json_format=False, name="camera/snap")
+        source = make_live_source(settings, data_dir)
+        source.start()
+        try:
+            wait_until(lambda: source.decoded["snapshot"] >= 3)
+        finally:
+            source.stop()
+        logged = capsys.readouterr().err
+        assert "camera snap: snapshot" in logged and " online" in logged  # the node's own lines stay
+        assert "HTTP Request" not in logged
+        setup_camera_logging("DEBUG", json_format=False, name="camera/snap")
+        assert logging.getLogger("httpx").isEnabledFor(logging.DEBUG)
+    finally:
+        logging.getLogger("httpx").setLevel(logging.NOTSET)
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])

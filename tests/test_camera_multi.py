@@ -53,7 +53,9 @@ reopen_max_s = 1
 """
 
 
-def test_two_cameras_run_in_one_node_each_as_its_own_user(fresh_broker: Broker, tmp_path: Path) -> None:
+def test_two_cameras_run_in_one_node_each_as_its_own_user(
+    fresh_broker: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = tmp_path / "cameras.toml"
     config.write_text(two_cameras(fresh_broker))
     collector = Collector(
@@ -71,6 +73,11 @@ def test_two_cameras_run_in_one_node_each_as_its_own_user(fresh_broker: Broker, 
         assert parse(CameraState, gate.payload).reason == "no such device"
         door = first(collector, lambda m: m.topic == T.camera_state("door"))
         assert parse(CameraState, door.payload).state == "online"
+        # `homesec status`: both camera nodes are online, but only one of them sees
+        capsys.readouterr()
+        assert cli.main(["--config", str(config), "status"]) == 0
+        out = capsys.readouterr().out
+        assert "camera door sees: online\n" in out and "camera gate sees: error (no such device)\n" in out
 
         photo = PHOTO / "biden_train.jpg"
         assert cli.main(["--config", str(config), "capture", "door", "--image", str(photo)]) == 0

@@ -108,19 +108,54 @@ class SteppedSource:
                 self._cond.notify_all()
             self.wait_reading()
 
-    def read(self, want_main: WantMain = False) -> Frame | None:
+    def _granted_read(self) -> bool:
+        """Count a read, then wait until the test grants it: False once the stream is closed."""
         with self._cond:
             self._reads += 1
             self._cond.notify_all()
             self._cond.wait_for(lambda: self._granted >= self._reads or self._closed)
-            if self._closed:
-                return None
+            return not self._closed
+
+    def read(self, want_main: WantMain = False) -> Frame | None:
+        if not self._granted_read():
+            return None
+        return self._frame(want_main)
+
+    def _frame(self, want_main: WantMain) -> Frame:
+        """The scene's next frame, 1/fps after the last on the fake clock."""
         self.clock.advance(1 / self.fps)
         rgb = self.scene[self.i % len(self.scene)]
         self.i += 1
         y = self._lores.setdefault(id(rgb), luma(Image.fromarray(rgb), self.lores_size))
         main = rgb if wanted(want_main) else None
         return Frame(y, main, (rgb.shape[1], rgb.shape[0]), self.clock(), self.i)
+
+
+class StallingSource(SteppedSource):
+    """A live stream that can stall: after `stall(reads)`, that many reads return no frame, each
+    `idle_s` later on the fake clock, as `LiveSource.read` does while its stream is down."""
+
+    live = True
+    idle_s = 1.0
+
+    def __init__(self, scene: list[np.ndarray], clock: FakeClock, fps: float = 20) -> None:
+        super().__init__(scene, clock, fps)
+        self._stalls = 0
+
+    def stall(self, reads: int = 1) -> None:
+        with self._cond:
+            self._stalls += reads
+        self.step(reads)
+
+    def read(self, want_main: WantMain = False) -> Frame | None:
+        if not self._granted_read():
+            return None
+        with self._cond:
+            stalled, self._stalls = self._stalls > 0, max(0, self._stalls - 1)
+        if stalled:
+            self.clock.advance(self.idle_s)
+            return None
+        return self._frame(want_main)
 
 
 @pytest.fixture
@@ -285,6 +320,23 @@ def test_disabling_ends_the_open_event_and_drops_the_burst(
     assert [e.state for e in motions(bus)] == ["start", "end"]
     assert len({e.event_id for e in motions(bus)}) == 1
     assert 1 <= len(snapshots(bus)) <= 2  # the first shot, and at most the one in flight at the command
+
+
+def test_an_event_open_when_the_stream_stalls_ends_after_its_gap(
+    tmp_path: Path, running: list[CameraService]
+) -> None:
+    """A live stream that drops mid-event: no frames is no motion, so the event ends `event_gap_s`
+    later, not when the stream comes back (which may be minutes, or never)."""
+    bus = LocalBus(f"camera/{CAM}")
+    answer_snapshots(bus)
+    clock = FakeClock()
+    source = StallingSource(synthetic.walk_in(empty=0, walking=10, standing=0), clock)
+    svc = start(running, camera_settings(), tmp_path, bus, source=source, clock=clock)
+    source.step(4)  # two changes in a row start the event
+    assert [e.state for e in motions(bus)] == ["start"]
+    source.stall()  # a second without a frame: longer than the 0.3 s gap
+    assert [e.state for e in motions(bus)] == ["start", "end"]
+    wait_until(lambda: svc.sender.idle)
 
 
 # ---------------------------------------------------------------------------------------- PIR

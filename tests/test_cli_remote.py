@@ -12,6 +12,8 @@ import pytest
 
 from homesec.bus import Message, MqttBus
 from homesec.contract import (
+    META_PROPERTY,
+    Alert,
     ArmCommand,
     ArmedState,
     CameraEnabled,
@@ -26,6 +28,7 @@ from homesec.contract import (
     parse_gallery_command,
 )
 from homesec.requests import send_answer
+from recognizer_node.pipeline import Recognizer
 from tests.conftest import FACES
 from tests.mqtt_helpers import Broker, Collector
 
@@ -243,3 +246,83 @@ def test_train_takes_the_photos_of_a_directory_one_result_each(
     (tmp_path / "empty").mkdir()
     code, _, err = cli("train", "obama", str(tmp_path / "empty"))
     assert code == 1 and "empty: no photo in it (.jpg, .jpeg, .png)" in err
+
+
+def test_not_names_the_person_and_can_be_taken_back(
+    recognizer: MqttBus, cli: Cli, fresh_broker: Broker
+) -> None:
+    code, out, _ = cli("train", "José", str(FACES / "obama_train.jpg"))
+    assert code == 0 and "enrolled as 'José' (label 'Jose')" in out
+    camera = fresh_broker.bus(Role.CAMERA, "camera/door")
+    camera.start()
+    try:
+        assert camera.wait_connected(10)
+        assert _show(fresh_broker, camera, "obama_probe.jpg", "ev-not").faces[0].label == "Jose"
+    finally:
+        camera.stop()
+    code, out, _ = cli("not", "José", "--event", "ev-not")
+    assert code == 0 and "that face is not 'José'" in out
+    undo = out.splitlines()[-1]
+    assert undo.startswith("(a mistake? take it back: homesec not --undo "), out
+    negative = undo.rsplit(" ", 1)[1].rstrip(")")
+    assert "not José\t1 face marked as not them" in cli("labels")[1]  # the name, as everywhere else
+    code, out, _ = cli("not", "--undo", negative, "--json")
+    assert code == 0 and json.loads(out)["op"] == "undo_not" and json.loads(out)["negatives"] == {}
+    assert "marked as not them" not in cli("labels")[1]
+    code, out, _ = cli("not", "--undo", negative)
+    assert code == 1 and out.startswith(f"refused: no negative {negative}")
+    assert cli("not", "José", "--undo", negative)[0] == 2  # one or the other
+    assert cli("not")[0] == 2
+
+
+def test_visits_find_and_show_a_person_by_their_display_name(
+    recognizer: MqttBus, cli: Cli, fresh_broker: Broker
+) -> None:
+    assert cli("train", "José", str(FACES / "obama_train.jpg"))[0] == 0
+    camera = fresh_broker.bus(Role.CAMERA, "camera/door")
+    camera.start()
+    try:
+        assert camera.wait_connected(10)
+        assert _show(fresh_broker, camera, "obama_probe.jpg", "ev-jose").faces[0].name == "José"
+        assert _show(fresh_broker, camera, "rose_a.jpg", "ev-rose").verdict == "unknown"
+    finally:
+        camera.stop()
+    for person in ("José", "josé", "Jose"):  # as `labels` shows it, in any case, or the label
+        code, out, _ = cli("visits", "--person", person)
+        assert code == 0 and out.splitlines()[-1] == "1 of 1 visit(s)", (person, out)
+        assert " José " in out.splitlines()[0] and "event ev-jose" in out
+    code, out, _ = cli("visits", "--person", "José", "--json")
+    assert [e["event_id"] for e in json.loads(out)["events"]] == ["ev-jose"]
+    code, out, _ = cli("visitors", "--json")
+    (rose,) = [v["visitor"] for v in json.loads(out)]
+    code, out, _ = cli("visitors", "name", str(rose), "Zoë")
+    assert code == 0 and out.startswith(f"visitor {rose} is 'Zoë' from now on"), out
+    code, out, _ = cli("visitors")
+    assert code == 0 and f"visitor {rose} " in out and "named 'Zoë'" in out, out
+
+
+def test_the_alert_photo_of_a_capture_names_the_person_in_any_script(
+    recognizer: MqttBus, cli: Cli, fresh_broker: Broker, rec: Recognizer
+) -> None:
+    assert cli("train", "José", str(FACES / "obama_train.jpg"))[0] == 0
+    alerts = Collector(fresh_broker, T.alert("door"), role=Role.NOTIFIER)
+    camera = fresh_broker.bus(Role.CAMERA, "camera/door")
+    camera.start()
+    try:
+        assert camera.wait_connected(10)
+        _show(fresh_broker, camera, "obama_probe.jpg", "ev-photo")  # `capture --image`: a manual one
+        msg = alerts.wait_for(lambda m: b"ev-photo" in m.user_properties.get(META_PROPERTY, "").encode(), 30)
+    finally:
+        camera.stop()
+        alerts.close()
+    faces = parse(Alert, msg.user_properties[META_PROPERTY].encode()).faces
+    assert [f.name for f in faces] == ["José"]
+    jpeg = (FACES / "obama_probe.jpg").read_bytes()
+    assert msg.payload == rec.annotate(jpeg, faces)  # the boxes read `José 0.xx`, not the label `Jose`
+    assert msg.payload != rec.annotate(jpeg, [f.model_copy(update={"name": None}) for f in faces])
+
+
+def test_a_training_with_no_answer_says_a_retry_is_safe(cli: Cli) -> None:
+    code, _, err = cli("train", "José", str(FACES / "obama_train.jpg"), "--timeout", "0.5")
+    assert code == 3 and "obama_train.jpg: no answer within 0.5s" in err
+    assert "run the same command again, no photo is enrolled twice" in err

@@ -54,6 +54,14 @@ def test_the_unit_runs_hardened_as_its_own_user(unit: Path) -> None:
     assert settings["StateDirectory"] == "homesec"  # /var/lib/homesec, owned by the service's user
 
 
+def test_the_camera_unit_keeps_its_devices() -> None:
+    """ProtectClock= implies DeviceAllow=char-rtc, and any DeviceAllow= turns device access into a list:
+    the camera (/dev/video*, /dev/media*, /dev/dma_heap) and the PIR (/dev/gpiochip*) would be cut off."""
+    settings = unit_settings(DEPLOY / "homesec-camera.service")
+    for key in ("ProtectClock", "PrivateDevices", "DeviceAllow", "DevicePolicy"):
+        assert key not in settings, key
+
+
 @pytest.mark.parametrize("unit", [u for u in UNITS if "broker" not in u.name], ids=lambda u: u.name)
 def test_the_node_units_run_the_installed_programs(unit: Path) -> None:
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
@@ -93,6 +101,15 @@ def test_the_pi_config_template_is_a_valid_camera_config(tmp_path: Path) -> None
     assert config.camera.id == "porch" and config.camera.source == "picamera2"  # type: ignore[attr-defined]
     for placeholder in ("@SERVER@", "@PORT@", "@CAMERA@"):  # the install script fills every one
         assert placeholder in (REPO / "scripts" / "install-pi.sh").read_text()
+
+
+def test_the_pi_guides_example_config_is_valid(tmp_path: Path) -> None:
+    guide = (REPO / "docs" / "raspberry-pi.md").read_text()
+    example = re.search(r"```toml\n(.*?)```", guide, re.DOTALL)
+    assert example is not None
+    (tmp_path / "homesec.toml").write_text(example.group(1))
+    config = load_config(tmp_path / "homesec.toml", env={})
+    assert config.data_dir == Path("/var/lib/homesec") and config.mqtt.port == 1884
 
 
 def test_the_server_config_template_is_valid() -> None:

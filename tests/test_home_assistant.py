@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import inspect
 import json
+import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,10 +17,11 @@ from typing import Any
 
 import jinja2
 import pytest
+import yaml
 
 from camera_node.service import CameraService
 from homeassistant_node.entities import EVENT_TYPES, Catalog, Entity, person_id, person_object_id
-from homeassistant_node.house import House
+from homeassistant_node.house import House, Publication
 from homeassistant_node.service import HomeAssistantBridge
 from homeassistant_node.settings import HomeAssistantSettings
 from homesec.bus import Message
@@ -698,6 +700,10 @@ def test_recognition_is_available_while_any_replica_is_online(fresh_broker: Brok
     ha = Collector(fresh_broker, T.ha_recognizers, role=HA)
     publisher, _ = raw_client(fresh_broker, "publisher")
     try:
+        # The bridge's first word, once it sees its own availability and no replica: live or retained,
+        # depending on whether this subscription came first.
+        ha.wait_for(_payload_is(b"offline"))
+        start = len(ha.seen)
         for node, word, seen in (
             ("recognizer/main", b"online", b"online"),
             ("recognizer/r2", b"online", None),  # no change: nothing new
@@ -707,7 +713,7 @@ def test_recognition_is_available_while_any_replica_is_online(fresh_broker: Brok
             publish_reason(publisher, T.available(node), word)
             if seen is not None:
                 ha.wait_for(_payload_is(seen))
-        assert [m.payload for m in ha.seen if not m.retain] == [b"online", b"offline"]
+        assert [m.payload for m in ha.seen[start:]] == [b"online", b"offline"]
     finally:
         publisher.disconnect()
         publisher.loop_stop()
@@ -727,3 +733,94 @@ def test_broker_init_makes_home_assistant_s_credential_for_its_prefix(tmp_path: 
     roles = {r["rolename"]: {a["topic"] for a in r["acls"]} for r in dynsec["roles"]}
     assert {"ha/#", "ha/status"} <= roles[HA] and "homeassistant/#" not in roles[HA]
     assert "ha/+/homesec/+/config" in roles[f"{Role.HA_BRIDGE}-main"]
+
+
+def test_with_photos_off_home_assistant_gets_no_photo(tmp_path: Path) -> None:
+    """`[homeassistant] photos = false`: no image entity (one announced before is removed), and the broker
+    that `homesec broker init` writes refuses the homeassistant user every snapshot and alert."""
+    from homesec.broker import MosquittoProcess, free_port
+    from homesec.cli import main
+    from tests.mqtt_helpers import subscribe_reasons
+
+    catalog = Catalog(T, "0.1.0", BRIDGE, photos=False)
+    without = {"binary_sensor", "event", "sensor", "switch", "button"}
+    assert {e.component for e in catalog.camera_entities(CAM)} == without
+    image = CATALOG.topic(next(e for e in CATALOG.camera_entities(CAM) if e.component == "image"))
+    assert House(catalog).on_own_config(image, b"{}") == [Publication(image, b"", True)]
+    assert House(CATALOG).on_own_config(image, b"{}") == []
+
+    config, port = tmp_path / "c.toml", free_port()
+    config.write_text(f'data_dir = "{tmp_path}"\n[homeassistant]\nphotos = false\n')
+    assert main(["--config", str(config), "broker", "init", "--port", str(port)]) == 0
+    broker = MosquittoProcess(tmp_path / "broker" / "mosquitto.conf", port, tmp_path / "mosquitto.log")
+    broker.start()
+    client = None
+    try:
+        stand_in = Broker.__new__(Broker)  # the files `broker init` wrote, on its port
+        stand_in.port = port
+        password = (tmp_path / "secrets" / f"mqtt-{HA}.password").read_text().strip()
+        client, code = raw_client(stand_in, HA, password=password, client_id="")
+        assert code == 0
+        photos, others = [T.snapshot(CAM), T.alert(CAM)], [T.motion(CAM), T.camera_enabled(CAM)]
+        assert subscribe_reasons(client, photos + others) == [135, 135, 1, 1]
+    finally:
+        if client is not None:
+            client.disconnect()
+            client.loop_stop()
+        broker.stop()
+
+
+def _ha_entity_id(component: str, entity: Entity) -> str:
+    """The entity id Home Assistant gives an entity with a device: `<domain>.<device name entity name>`,
+    slugified as its `slugify` does (lower case, every run of other characters one `_`)."""
+    full = f"{entity.config['device']['name']} {entity.config['name']}"
+    return f"{component}.{re.sub(r'[^a-z0-9]+', '_', full.lower()).strip('_')}"
+
+
+def test_the_automation_example_uses_the_real_entities_and_event_types() -> None:
+    doc = (Path(__file__).parent.parent / "docs" / "home-assistant.md").read_text()
+    block = doc.split("## An automation")[1].split("```yaml")[1].split("```")[0]
+    automation = yaml.safe_load(block)["automation"][0]
+    ids = {_ha_entity_id(e.component, e) for e in [*CATALOG.system_entities(), *CATALOG.camera_entities(CAM)]}
+    trigger = automation["triggers"][0]
+    assert trigger["entity_id"] in ids
+    # an event entity that comes back from unavailable restores its last event: that is no new visit
+    assert {"unavailable", "unknown"} <= set(trigger["not_from"])
+    for condition in automation["conditions"]:
+        assert condition["entity_id"] in ids
+        if condition.get("attribute") == "event_type":
+            assert condition["state"] in EVENT_TYPES
+    notify = automation["actions"][0]["data"]
+    assert notify["data"]["image"].removeprefix("/api/image_proxy/") in ids
+    event = VisitEvent(camera=CAM, event_id="e1", event_type="unknown_person", verdict=Verdict.UNKNOWN)
+    for visitors, want in (([], "First time seen"), (["7"], "Seen before (visitor 7)")):
+        attributes = {**event.model_dump(exclude={"event_type"}), "visitors": visitors}
+        env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+        env.globals["state_attr"] = lambda entity_id, name, attributes=attributes: attributes[name]
+        assert env.from_string(notify["message"]).render().strip() == want
+
+
+def test_a_stranger_is_not_home_assistant_s_unknown_state() -> None:
+    """`unknown` is Home Assistant's word for "no value" (`has_value()` false, shown greyed): the last
+    person sensor says `stranger` for one, and a named person by their display name."""
+    config = next(e for e in CATALOG.camera_entities(CAM) if e.object_id == f"{CAM}_last_person").config
+    stranger = LastPerson(camera=CAM, event_id="e1", label=None, name="unknown", visitor="7").to_json()
+    assert render(config["value_template"], stranger) == "stranger"
+    known = LastPerson(camera=CAM, event_id="e2", label="rose", name="Rose").to_json()
+    assert render(config["value_template"], known) == "Rose"
+
+
+def test_the_image_ships_every_package_its_entry_points_name() -> None:
+    """The Dockerfile installs homesec from the folders it copies, and loading the config loads every
+    `homesec.nodes` plugin: a plugin whose package is not copied (the bridge's) stops every node of the
+    image, the recognizer and the notifier too, with ModuleNotFoundError."""
+    import tomllib
+
+    repo = Path(__file__).parent.parent
+    project = tomllib.loads((repo / "pyproject.toml").read_text())["project"]
+    targets = [*project["scripts"].values()]
+    targets += [t for group in project["entry-points"].values() for t in group.values()]
+    packages = {target.split(":")[0].split(".")[0] for target in targets}
+    dockerfile = (repo / "Dockerfile").read_text().splitlines()
+    copied = {line.split()[1].rstrip("/") for line in dockerfile if line.startswith("COPY ")}
+    assert "homeassistant_node" in packages and packages <= copied, packages - copied

@@ -9,10 +9,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from homesec.broker import free_port
 from recognizer_node.http.server import WithHttp, with_http
 from recognizer_node.http.settings import HttpSettings
 from recognizer_node.http.tokens import Scope, TokenStore, ensure_up_tokens, token_file
-from recognizer_node.http.up import up_note
+from recognizer_node.http.up import api_status, up_note, url_file
 from recognizer_node.pipeline import Recognizer
 from recognizer_node.service import RecognizerService
 from recognizer_node.settings import RecognizerSettings
@@ -44,6 +45,20 @@ def test_the_api_runs_while_the_node_runs(tmp_path: Path, rec: Recognizer) -> No
         httpx.get(f"{url}/api/health")
 
 
+def test_status_finds_the_port_the_running_api_took(tmp_path: Path, rec: Recognizer) -> None:
+    node = with_http(service(tmp_path, rec), HttpSettings(port=0), tmp_path)
+    node.start()
+    try:
+        assert isinstance(node, WithHttp)
+        # what `homesec status` says, from a config that does not know the port (0, or no env override)
+        status = api_status(HttpSettings(port=8470), tmp_path)
+        assert status == {"http_api": f"{node.api.url}/api", "http_health": "ready"}
+    finally:
+        node.stop()
+    assert not url_file(tmp_path).exists()
+    assert api_status(HttpSettings(port=8470), tmp_path)["http_api"] == "http://127.0.0.1:8470/api"
+
+
 def test_disabled_means_no_api(tmp_path: Path, rec: Recognizer) -> None:
     svc = service(tmp_path, rec)
     assert with_http(svc, HttpSettings(enabled=False), tmp_path) is svc
@@ -61,10 +76,21 @@ def test_a_taken_port_leaves_the_node_running_without_its_api(
     assert "HTTP API off: " in caplog.text and "recognizer.http" in caplog.text
 
 
+def test_up_says_when_the_api_port_is_taken(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        note = up_note(HttpSettings(port=taken.getsockname()[1]), tmp_path)
+    assert note is not None and note.startswith("HTTP API off: port ") and "already taken" in note
+    assert "HOMESEC_RECOGNIZER__HTTP__PORT" in note
+
+
 def test_up_makes_the_tokens_once_and_says_where(tmp_path: Path) -> None:
-    note = up_note(HttpSettings(), tmp_path)
+    port = free_port()  # not 8470: a demo on this machine may hold it
+    note = up_note(HttpSettings(port=port), tmp_path)
     admin = token_file(tmp_path, Scope.ADMIN)
-    assert note == f"HTTP API on http://127.0.0.1:8470/api (admin token in {admin})"
+    url = f"http://127.0.0.1:{port}"
+    assert note == f"web page on {url}/ and HTTP API on {url}/api (admin token in {admin})"
     first = admin.read_text()
     assert admin.stat().st_mode & 0o777 == 0o600
     up_note(HttpSettings(), tmp_path)

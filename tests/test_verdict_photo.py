@@ -103,7 +103,8 @@ def test_the_better_photo_replaces_the_alerts_photo_and_what_it_means(
     buttons = json.loads(edit.fields["reply_markup"])["inline_keyboard"]
     key = buttons[0][0]["callback_data"].removeprefix("enroll:")
     alerts = harness.service.deliverer.alerts
-    assert alerts.key_for(*message) == key and alerts.jpeg(key) == better
+    # the edit is seen by Telegram before the notifier files the new photo under the message
+    wait_until(lambda: alerts.key_for(*message) == key and alerts.jpeg(key) == better, 5)
     ref = decode_ref(alerts.face(key))  # "Enroll", /train, /not and /search now mean the new face
     assert ref is not None and (ref.event_id, ref.seq, ref.face) == ("ev1", 2, 0)
     harness.inject_alert(better, visit_alert(2, 1, [LARGE]))  # delivered again: edited once

@@ -17,16 +17,20 @@ from pathlib import Path
 import httpx
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from homesec.bus import MqttBus
+from homesec.bus import Message, MqttBus
 from homesec.contract import (
     Alert,
+    ArmCommand,
     ArmedState,
     CameraEnabled,
+    CameraState,
+    EnableCommand,
     RecognitionResult,
     Role,
     SnapshotMeta,
@@ -53,6 +57,7 @@ DEMO = REPO / "demo"
 T = Topics()
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 DESKTOP, PHONE = (1280, 900), (390, 844)
+IMPLICIT_WAIT = 5  # seconds for elements the page is still loading
 
 
 @dataclass
@@ -114,7 +119,9 @@ def house(fresh_broker: Broker, rec: Recognizer, tmp_path: Path) -> Iterator[Hou
             b.start()
             assert b.wait_connected(10)
         camera.publish(T.camera_enabled("door"), CameraEnabled(camera="door", enabled=True), retain=True)
+        camera.publish(T.camera_state("door"), CameraState(camera="door", state="online"), retain=True)
         notifier.publish(T.armed, ArmedState(armed=True, by="telegram"), retain=True)
+        answer_commands(camera, notifier)
         yield House(node.api.url, admin, viewer, camera, watch, shots)
     finally:
         for b in (camera, notifier):
@@ -122,6 +129,29 @@ def house(fresh_broker: Broker, rec: Recognizer, tmp_path: Path) -> Iterator[Hou
         node.stop()
         bus.stop()
         watch.close()
+
+
+VIDEO_LOST = CameraState(camera="door", state="offline", reason="connection refused")
+
+
+def answer_commands(camera: MqttBus, notifier: MqttBus) -> None:
+    """The camera and the notifier announce what their commands change, as the real nodes do."""
+
+    def arm(msg: Message) -> None:
+        cmd = parse(ArmCommand, msg.payload)
+        notifier.publish(T.armed, ArmedState(armed=cmd.armed, by=cmd.by), retain=True)
+
+    def enable(msg: Message) -> None:
+        cmd = parse(EnableCommand, msg.payload)
+        camera.publish(
+            T.camera_enabled("door"), CameraEnabled(camera="door", enabled=cmd.enabled), retain=True
+        )
+
+    for subscribed in (
+        notifier.subscribe(T.armed_cmd, arm),
+        camera.subscribe(T.camera_cmd_enable("door"), enable),
+    ):
+        assert subscribed.wait_ready(10)
 
 
 @pytest.fixture
@@ -132,11 +162,20 @@ def browser() -> Iterator[WebDriver]:
         options.add_argument(arg)
     options.add_argument(f"--window-size={DESKTOP[0]},{DESKTOP[1]}")
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.implicitly_wait(5)  # elements the page is still loading
+    driver.implicitly_wait(IMPLICIT_WAIT)
     try:
         yield driver
     finally:
         driver.quit()
+
+
+# The elements that stick out of the viewport on the right (a phone would scroll the page sideways).
+WIDER_THAN_THE_SCREEN = """
+const width = document.documentElement.clientWidth;
+return [...document.querySelectorAll("body *")]
+  .filter(e => e.getBoundingClientRect().right > width + 1 && !e.closest("nav"))
+  .map(e => `${e.tagName.toLowerCase()}.${e.className} ${Math.round(e.getBoundingClientRect().right)}`);
+"""
 
 
 def shoot(driver: WebDriver, house: House, name: str, width: int = DESKTOP[0]) -> None:
@@ -145,6 +184,8 @@ def shoot(driver: WebDriver, house: House, name: str, width: int = DESKTOP[0]) -
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
     try:
         wait_until(lambda: driver.execute_script("return [...document.images].every(i => i.complete)"))
+        wide = driver.execute_script(WIDER_THAN_THE_SCREEN)
+        assert wide == [], f"{name}: wider than {width} px (scrolls sideways): {wide}"
         height = driver.execute_script("return document.documentElement.scrollHeight")
         driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {**metrics, "height": int(height)})
         shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})
@@ -166,6 +207,31 @@ def flash(driver: WebDriver) -> str:
     return driver.find_element(By.CSS_SELECTOR, ".flash").text
 
 
+def present(driver: WebDriver, css: str) -> bool:
+    """Whether the loaded page has it, without the implicit wait for elements still to come."""
+    driver.implicitly_wait(0)
+    try:
+        return bool(driver.find_elements(By.CSS_SELECTOR, css))
+    finally:
+        driver.implicitly_wait(IMPLICIT_WAIT)
+
+
+def flash_turns(driver: WebDriver, text: str) -> None:
+    """Wait for the page after a button, which says `text` (the button's page may still show another)."""
+
+    def says() -> bool:
+        try:
+            return flash(driver) == text
+        except (NoSuchElementException, StaleElementReferenceException):  # between the two pages
+            return False
+
+    wait_until(says, timeout=10, interval=0.05)
+
+
+def camera_card(driver: WebDriver) -> str:
+    return driver.find_element(By.CSS_SELECTOR, ".card.camera").text
+
+
 def card_of(driver: WebDriver, event_id: str) -> str:
     return driver.find_element(By.CSS_SELECTOR, f"a.card[href='/visits/{event_id}']").text
 
@@ -181,6 +247,7 @@ def session_client(driver: WebDriver, house: House) -> tuple[httpx.Client, str]:
 
 
 OWNER = ["1-owner-frame-036.jpg", "1-owner-frame-037.jpg"]
+OWNER_MORE = ["1-owner-frame-010.jpg", "1-owner-frame-020.jpg"]
 STRANGER = ["2-stranger-frame-036.jpg", "2-stranger-frame-037.jpg"]
 STRANGER_AGAIN = ["2-stranger-frame-034.jpg", "2-stranger-frame-035.jpg"]
 
@@ -189,13 +256,15 @@ def test_the_household_names_a_stranger_from_the_visit_page(house: House, browse
     driver = browser
     driver.get(house.url + "/login")
     shoot(driver, house, "login")
+    shoot(driver, house, "login-phone", width=PHONE[0])
     sign_in(driver, house, house.admin, then="/people")
 
     # The owner, enrolled from the People page (the demo's enrolment photo).
     driver.find_element(By.NAME, "label").send_keys("owner")
-    driver.find_element(By.NAME, "photos").send_keys(str(DEMO / "enroll" / "owner.jpg"))
+    photos = [DEMO / "enroll" / "owner.jpg", *(DEMO / "camera" / f for f in OWNER_MORE)]
+    driver.find_element(By.NAME, "photos").send_keys("\n".join(str(p) for p in photos))  # several at once
     driver.find_element(By.CSS_SELECTOR, "form[action='/people/photos'] button").click()
-    assert "1 of 1 photos enrolled as owner" in flash(driver) and "owner.jpg: enrolled" in flash(driver)
+    assert "3 of 3 photos enrolled as owner" in flash(driver) and "owner.jpg: enrolled" in flash(driver)
 
     # The demo's two visits: the owner is named, the stranger is not (and alerts).
     assert house.visit("owner-visit", *OWNER).visit.verdict == "known"  # type: ignore[union-attr]
@@ -227,22 +296,46 @@ def test_the_household_names_a_stranger_from_the_visit_page(house: House, browse
     # The other pages, as the household sees them.
     driver.get(house.url + "/")
     assert "Armed" in driver.find_element(By.CSS_SELECTOR, ".armed h1").text
+    assert "video online" in camera_card(driver)
     shoot(driver, house, "now")
+    shoot(driver, house, "now-phone", width=PHONE[0])
     driver.find_element(By.CSS_SELECTOR, "form[action='/cameras/door/capture'] button").click()
     assert "takes a photo" in flash(driver)
     house.watch.topic(T.camera_cmd_capture("door"))  # through the broker, with the recognizer's account
+    # Each switch's page shows it done, as its owner announced it, not only sent.
+    driver.find_element(By.CSS_SELECTOR, "form[action='/armed'] button").click()
+    flash_turns(driver, "Disarmed: no alerts.")  # the next page, not the one the button was on
+    assert driver.find_element(By.CSS_SELECTOR, ".armed h1").text == "Disarmed"
+    driver.find_element(By.CSS_SELECTOR, "form[action='/cameras/door/enabled'] button").click()
+    flash_turns(driver, "Camera door stopped watching.")
+    assert "stopped" in camera_card(driver) and "Start watching" in camera_card(driver)
+    house.camera.publish(T.camera_state("door"), VIDEO_LOST, retain=True)  # its RTSP source went away
+    wait_until(
+        lambda: driver.refresh() or "video offline: connection refused" in camera_card(driver), interval=0.2
+    )
     driver.get(house.url + "/people")
     shoot(driver, house, "people")
+    shoot(driver, house, "people-phone", width=PHONE[0])
     driver.get(house.url + "/people/Carol")
     assert len(driver.find_elements(By.CSS_SELECTOR, ".crop img")) == 1
     shoot(driver, house, "person")
+    driver.get(house.url + "/people/owner")  # three photos side by side
+    shoot(driver, house, "person-phone", width=PHONE[0])
     driver.get(house.url + "/visitors")
     shoot(driver, house, "visitors")
+    shoot(driver, house, "visitors-phone", width=PHONE[0])
+    visitor = driver.find_element(By.CSS_SELECTOR, "form[action^='/visitors/'][action$='/name']")
+    visitor.find_element(By.NAME, "label").send_keys("Carol")  # her other faces too
+    visitor.find_element(By.TAG_NAME, "button").click()
+    assert re.fullmatch(r"Visitor \d+ is Carol from now on\.", flash(driver))
+    assert "named Carol" in driver.find_element(By.CSS_SELECTOR, ".card.visitor").text
+    assert not present(driver, "form[action^='/visitors/'][action$='/name']")  # nothing left to name
     driver.get(house.url + "/search")
     driver.find_element(By.NAME, "photo").send_keys(str(DEMO / "camera" / STRANGER[0]))  # sent on change
     hits = driver.find_elements(By.CSS_SELECTOR, "a.card.visit")
     assert {h.get_attribute("href") for h in hits} >= {f"{house.url}/visits/carol-again"}
     shoot(driver, house, "search")
+    shoot(driver, house, "search-phone", width=PHONE[0])
 
     # A request without the session's CSRF token is refused, and changes nothing.
     client, csrf = session_client(driver, house)
@@ -261,9 +354,9 @@ def test_a_viewer_sees_everything_and_changes_nothing(house: House, browser: Web
     driver = browser
     sign_in(driver, house, house.viewer, then="/visits/stranger-visit")
     assert driver.find_elements(By.CSS_SELECTOR, ".boxed img")
-    assert driver.find_elements(By.CSS_SELECTOR, "form[action$='/enroll']") == []  # no buttons to press
+    assert not present(driver, "form[action$='/enroll']")  # no buttons to press
     driver.get(house.url + "/")
-    assert driver.find_elements(By.CSS_SELECTOR, "form[action$='/capture']") == []
+    assert not present(driver, "form[action$='/capture']")
     assert driver.find_element(By.CSS_SELECTOR, ".scope").text.lower() == "viewer"
 
     client, csrf = session_client(driver, house)  # and the server refuses what a forged form would send

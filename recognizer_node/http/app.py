@@ -16,6 +16,7 @@ from recognizer_node.http.context import ApiContext
 from recognizer_node.http.limits import BodyLimit
 from recognizer_node.queries import ArchiveOff
 from recognizer_node.web.routes import mount as mount_web
+from recognizer_node.web.uploads import photos_allowance
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.add_exception_handler(ArchiveOff, _archive_off)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _internal_error)
-    app.add_middleware(BodyLimit, limit=ctx.settings.max_upload_bytes)
+    limit = ctx.settings.max_upload_bytes
+    app.add_middleware(BodyLimit, limit=limit, allowance=photos_allowance(limit))  # several photos at once
     app.add_middleware(_Measured, ctx=ctx)
     return app
 

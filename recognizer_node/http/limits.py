@@ -3,6 +3,7 @@ recognitions at once."""
 
 from __future__ import annotations
 
+import html
 import json
 import threading
 import time
@@ -12,6 +13,8 @@ from fastapi import HTTPException, UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and the other form fields, beside the file itself
+Allowance = Callable[[Scope], int | None]
+"""A larger body limit for some requests (the web page's several photos at once), or None."""
 
 
 class RateLimiter:
@@ -69,18 +72,22 @@ class BodyLimit:
     """Refuse a request body over `limit` bytes (plus the multipart overhead) before it is read: by its
     Content-Length, or once a chunked body grows past it."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, allowance: Allowance | None = None) -> None:
         self.app = app
         self.limit = limit
-        self.allowed = limit + MULTIPART_OVERHEAD
+        self.allowance = allowance
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        wider = self.allowance(scope) if self.allowance is not None else None
+        limit = max(self.limit, wider or 0)
+        allowed = limit + MULTIPART_OVERHEAD
         length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.allowed:
-            await _refuse(send, 413, str(too_large(int(length), self.limit).detail))
+        if length is not None and length.isdigit() and int(length) > allowed:
+            page = not scope["path"].startswith("/api")  # a browser's form: a page, not JSON
+            await _refuse(send, 413, str(too_large(int(length), limit).detail), page)
             return
         received = 0
 
@@ -88,18 +95,29 @@ class BodyLimit:
             nonlocal received
             message = await receive()
             received += len(message.get("body", b""))
-            if received > self.allowed:  # FastAPI answers an HTTPException raised while it reads the form
-                raise too_large(f"more than {received}", self.limit)
+            if received > allowed:  # FastAPI answers an HTTPException raised while it reads the form
+                raise too_large(f"more than {received}", limit)
             return message
 
         await self.app(scope, counted, send)
 
 
-async def _refuse(send: Send, status: int, detail: str) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+async def _refuse(send: Send, status: int, detail: str, page: bool = False) -> None:
+    if page:
+        body = PAGE_TOO_LARGE.format(detail=html.escape(detail)).encode()
+        kind = b"text/html; charset=utf-8"
+    else:
+        body, kind = json.dumps({"detail": detail}).encode(), b"application/json"
+    headers = [(b"content-type", kind), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+PAGE_TOO_LARGE = (
+    "<!doctype html><meta charset=utf-8><meta name=viewport content='width=device-width'>"
+    "<title>Too large</title><h1>Too large</h1><p>{detail}.</p>"
+    "<p>Go back and send fewer or smaller photos at a time.</p>\n"
+)
 
 
 def read_upload(upload: UploadFile, limit: int) -> bytes:

@@ -10,6 +10,7 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
+from homesec.files import write_atomic
 from homesec.runner import Service
 from recognizer_node.captures import Captures
 from recognizer_node.household import Household
@@ -20,6 +21,7 @@ from recognizer_node.http.limits import RateLimiter, RecognitionSlots
 from recognizer_node.http.metrics import Metrics
 from recognizer_node.http.settings import HttpSettings
 from recognizer_node.http.tokens import TokenStore
+from recognizer_node.http.up import local_url, url_file
 from recognizer_node.operations import RecognizerOperations
 from recognizer_node.service import RecognizerService
 
@@ -120,6 +122,7 @@ class HttpApi:
         )
         ops.on_recognized(self.context.metrics.recognized)
         self.server = HttpServer(create_app(self.context), settings.host, settings.port)
+        self.url_file = url_file(data_dir)
 
     @property
     def url(self) -> str:
@@ -128,10 +131,13 @@ class HttpApi:
     def start(self) -> None:
         self.server.start()
         self.context.ready.set()
+        reachable = local_url(self.context.settings.model_copy(update={"port": self.server.port}))
+        write_atomic(self.url_file, f"{reachable}\n".encode())
         log.info("HTTP API on %s (docs: %s/api/docs)", self.url, self.url)
 
     def stop(self) -> None:
         self.context.ready.clear()  # health says so while the last requests finish
+        self.url_file.unlink(missing_ok=True)
         self.server.stop()
 
 

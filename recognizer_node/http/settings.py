@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from homesec.settings import Section
+from homesec.settings import Section, mb_to_bytes
 
 
 class HttpSettings(Section):
@@ -35,7 +35,7 @@ class HttpSettings(Section):
 
     @property
     def max_upload_bytes(self) -> int:
-        return int(self.max_upload_mb * 1_000_000)
+        return mb_to_bytes(self.max_upload_mb)
 
     @property
     def burst(self) -> int:

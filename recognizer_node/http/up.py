@@ -8,10 +8,18 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from homesec.broker import port_open
 from recognizer_node.http.settings import HttpSettings
 from recognizer_node.http.tokens import Scope, ensure_up_tokens
 
 PROBE_TIMEOUT_S = 2.0
+# The address a running API listens on, for `homesec status`: the config it reads may not be the node's
+# (an environment override, port 0).
+URL_FILE = "http-api.url"
+
+
+def url_file(data_dir: Path) -> Path:
+    return data_dir / URL_FILE
 
 
 def local_url(settings: HttpSettings) -> str:
@@ -26,14 +34,26 @@ def up_note(settings: HttpSettings, data_dir: Path) -> str | None:
     if not settings.enabled:
         return None
     files = ensure_up_tokens(data_dir)
-    return f"HTTP API on {local_url(settings)}/api (admin token in {files[Scope.ADMIN]})"
+    if settings.port == 0:
+        return f"HTTP API and web page on a free port: `homesec status` shows it (admin token in {files[Scope.ADMIN]})"
+    url = local_url(settings)
+    if port_open(url.rsplit(":", 1)[0].removeprefix("http://").strip("[]"), settings.port):
+        # Said here, not only in the recognizer's log: the node runs on without its API.
+        return (
+            f"HTTP API off: port {settings.port} is already taken, so the recognizer serves no API and no "
+            "web page (set recognizer.http.port, or HOMESEC_RECOGNIZER__HTTP__PORT)"
+        )
+    return f"web page on {url}/ and HTTP API on {url}/api (admin token in {files[Scope.ADMIN]})"
 
 
-def api_status(settings: HttpSettings) -> dict[str, str]:
+def api_status(settings: HttpSettings, data_dir: Path) -> dict[str, str]:
     """The API's URL and what `GET /api/health` says: ready, starting, or why it cannot be reached."""
     if not settings.enabled:
         return {"http_api": "off (recognizer.http.enabled = false)"}
-    url = local_url(settings)
+    try:
+        url = url_file(data_dir).read_text().strip()  # where the running node listens
+    except OSError:
+        url = local_url(settings)
     return {"http_api": f"{url}/api", "http_health": probe_health(url)}
 
 

@@ -4,6 +4,7 @@ to the page it came from, with what happened (or why not) shown once."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, HTTPException, Path, Request, UploadFile
@@ -11,7 +12,7 @@ from fastapi.responses import Response
 
 from homesec.contract import ContractError, FaceSearch, GalleryResult, Training, check_label, new_id
 from recognizer_node import queries
-from recognizer_node.household import CommandNotSent, UnknownCamera
+from recognizer_node.household import CommandNotSent, HouseholdState, UnknownCamera
 from recognizer_node.http.context import context, gallery_command
 from recognizer_node.http.limits import read_upload
 from recognizer_node.web import views
@@ -23,6 +24,12 @@ Csrf = Annotated[str | None, Form(alias="csrf")]
 Next = Annotated[str | None, Form(alias="next")]
 Id = Annotated[int, Path(ge=0, le=2**63 - 1)]
 Label = Annotated[str, Form()]
+# How long a button waits for the owner of a state (the notifier, a camera) to announce the change, so
+# that the page it returns to shows it done; they answer within a second when they run.
+CONFIRM_SECONDS = 3.0
+# The checkboxes of the photo forms (templates/people.html, person.html)
+FORCE_BOX = "even if a photo looks like someone else"
+LARGEST_BOX = "a photo with several faces: take the largest"
 
 
 def _command(request: Request, done: str, **fields: Any) -> Flash:
@@ -46,7 +53,10 @@ def set_armed(
     session = may_change(request, csrf)
     said = "Armed: alerts are sent." if armed else "Disarmed: no alerts."
     by = f"web:{session.token_name}"
-    return back(session, next, "/", _household(request, lambda h: h.set_armed(armed, by=by), said))
+    flash = _household(
+        request, lambda h: h.set_armed(armed, by=by), lambda s: s.armed is armed, said, "the notifier"
+    )
+    return back(session, next, "/", flash)
 
 
 @router.post("/cameras/{camera}/enabled")
@@ -54,10 +64,15 @@ def set_enabled(
     request: Request, camera: str, enabled: Annotated[bool, Form()], csrf: Csrf = None, next: Next = None
 ) -> Response:
     session = may_change(request, csrf)
-    said = f"Camera {camera} {'starts watching' if enabled else 'stops'}."
-    return back(
-        session, next, "/", _household(request, lambda h: h.set_camera_enabled(camera, enabled), said)
+    said = f"Camera {camera} {'watches' if enabled else 'stopped watching'}."
+    flash = _household(
+        request,
+        lambda h: h.set_camera_enabled(camera, enabled),
+        lambda s: s.cameras.get(camera) is enabled,
+        said,
+        f"camera {camera}",
     )
+    return back(session, next, "/", flash)
 
 
 @router.post("/cameras/{camera}/capture")
@@ -74,12 +89,20 @@ def capture(request: Request, camera: str, csrf: Csrf = None, next: Next = None)
     return back(session, next, "/", flash)
 
 
-def _household(request: Request, command: Any, done: str) -> Flash:
+def _household(
+    request: Request, command: Any, done: Callable[[HouseholdState], bool], said: str, owner: str
+) -> Flash:
+    """Send a household command; `said` once its owner announces it `done`, else that it is on its way."""
+    household = context(request).household
     try:
-        command(context(request).household)
+        command(household)
     except (UnknownCamera, CommandNotSent, ContractError) as exc:
         return Flash(str(exc), ok=False)
-    return Flash(f"{done} (sent: the page shows it once done)")
+    if household.wait_for(done, CONFIRM_SECONDS):
+        return Flash(said)
+    return Flash(
+        f"Sent, but {owner} has not confirmed it yet (is it running?): reload the page to see.", ok=False
+    )
 
 
 # ------------------------------------------------------------------------------------- a visit's faces
@@ -144,7 +167,8 @@ def dismiss_visitor(request: Request, visitor: Id, csrf: Csrf = None, next: Next
 @router.post("/people/photos")
 def add_photos(
     request: Request, label: Label, photos: Annotated[list[UploadFile], File()],
-    force: Annotated[bool, Form()] = False, csrf: Csrf = None, next: Next = None,
+    force: Annotated[bool, Form()] = False, largest: Annotated[bool, Form()] = False,
+    csrf: Csrf = None, next: Next = None,
 ) -> Response:  # fmt: skip
     """Each photo trained as the API's `POST /api/image/train` does, one recognition slot at a time."""
     session = may_change(request, csrf)
@@ -152,7 +176,8 @@ def add_photos(
         label = check_label(label)
     except ContractError as exc:
         return back(session, next, "/people", Flash(str(exc), ok=False))
-    lines = [_train_one(request, label, upload, force) for upload in photos if upload.filename]
+    options = {"force": force, "largest": largest}
+    lines = [_train_one(request, label, upload, options) for upload in photos if upload.filename]
     enrolled = sum(line.endswith(": enrolled") for line in lines)
     flash = Flash(
         f"{enrolled} of {len(lines)} photos enrolled as {label}.", ok=enrolled > 0, lines=tuple(lines)
@@ -160,14 +185,14 @@ def add_photos(
     return back(session, next, f"/people/{label}" if enrolled else "/people", flash)
 
 
-def _train_one(request: Request, label: str, upload: UploadFile, force: bool) -> str:
+def _train_one(request: Request, label: str, upload: UploadFile, options: dict[str, bool]) -> str:
     ctx = context(request)
     name = upload.filename or "photo"
     if not ctx.recognitions.take():
         return f"{name}: not tried, the recognizer is busy (try again)"
     try:
         image = read_upload(upload, ctx.settings.max_upload_bytes)
-        req = Training(request_id=new_id(), label=label, image=image, force=force, source="web")
+        req = Training(request_id=new_id(), label=label, image=image, source="web", **options)
         result = ctx.ops.train(req)
     except ContractError as exc:
         return f"{name}: {exc}"
@@ -175,7 +200,13 @@ def _train_one(request: Request, label: str, upload: UploadFile, force: bool) ->
         return f"{name}: {exc.detail}"
     finally:
         ctx.recognitions.give_back()
-    return f"{name}: enrolled" if result.ok else f"{name}: {result.reason}"
+    if result.ok:
+        return f"{name}: enrolled"
+    why = result.reason or "not enrolled"
+    for api_words, box in ((", or force", FORCE_BOX), (" or ask for the largest", LARGEST_BOX)):
+        if why.endswith(api_words):  # the API's words for the form's checkboxes
+            why = why.removesuffix(api_words) + f", or tick “{box}” and send it again"
+    return f"{name}: {why}"
 
 
 @router.post("/people/{label}/rename")

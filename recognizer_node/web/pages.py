@@ -69,6 +69,8 @@ def visits(
     except ValueError:
         problems.append(f"{day!r} is not a day (YYYY-MM-DD)")
         since = until = None
+    if verdict and verdict not in set(Verdict):  # said, not silently dropped: the list would be everything
+        problems.append(f"{verdict!r} is not a verdict ({', '.join(Verdict)})")
     which = EventFilter(
         camera=camera or None,
         verdict=Verdict(verdict) if verdict in set(Verdict) else None,

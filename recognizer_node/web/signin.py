@@ -9,6 +9,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from recognizer_node.http.context import context
 from recognizer_node.web.common import STATIC, page, session_of, web, with_csrf
+from recognizer_node.web.password import Password
 from recognizer_node.web.sessions import COOKIE, safe_next
 
 router = APIRouter(include_in_schema=False)
@@ -19,7 +20,13 @@ STATIC_FILES = {"app.css": "text/css", "app.js": "text/javascript", "icon.svg": 
 def login_page(request: Request, next: str = "/") -> Response:
     if session_of(request) is not None:
         return RedirectResponse(safe_next(next), status_code=303)
-    return page(request, None, "login.html", next=safe_next(next), problem=None)
+    return _login_page(request, next)
+
+
+def _login_page(request: Request, next: str, problem: str | None = None, status: int = 200) -> Response:
+    password = Password.beside(context(request).tokens.path).path.exists()
+    return page(request, None, "login.html", status=status, next=safe_next(next), problem=problem,
+                password=password)  # fmt: skip
 
 
 @router.get("/login/session")
@@ -37,12 +44,12 @@ def login(
     ctx = context(request)
     client = request.client.host if request.client else "?"
     if ctx.limiter.take(f"login:{client}") > 0:  # a token cannot be guessed, but keep the log quiet
-        return page(request, None, "login.html", status=429, next=safe_next(next),
-                    problem="Too many attempts: wait a minute.")  # fmt: skip
-    record = ctx.tokens.lookup(token.strip())
+        return _login_page(request, next, "Too many attempts: wait a minute.", 429)
+    record = ctx.tokens.lookup(token.strip()) or Password.beside(ctx.tokens.path).check(token)
     if record is None:
-        return page(request, None, "login.html", status=401, next=safe_next(next),
-                    problem="That is not a valid API token (unknown, revoked, or mistyped).")  # fmt: skip
+        return _login_page(
+            request, next, "That is not a valid API token or password (unknown, revoked, or mistyped).", 401
+        )
     session = web(request).sessions.open(record)
     answer = RedirectResponse(safe_next(next), status_code=303)
     answer.set_cookie(
