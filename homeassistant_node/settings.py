@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from homesec.settings import Section
+from homesec.settings import Section, topic_prefix
 
 
 class HomeAssistantSettings(Section):
@@ -33,6 +33,4 @@ class HomeAssistantSettings(Section):
     @field_validator("discovery_prefix")
     @classmethod
     def _prefix(cls, v: str) -> str:
-        if not v or any(c in v for c in "+#$ ") or v.startswith("/") or v.endswith("/"):
-            raise ValueError("discovery_prefix must be a plain topic path like 'homeassistant'")
-        return v
+        return topic_prefix(v, "discovery_prefix", "homeassistant")

@@ -112,6 +112,11 @@ def print_next_steps(files: BrokerFiles, bind: str, *, compose: bool) -> None:
         f"a camera Pi connects to {host}:{files.port} (mqtt.host, mqtt.port) with only its own password "
         f"file, e.g. {_camera_password(files)} (docs/raspberry-pi.md)"
     )
+    if any(a.role == Role.HOMEASSISTANT for a in files.accounts):
+        print(
+            f"Home Assistant connects to {host}:{files.port} as user {Role.HOMEASSISTANT}, password in "
+            f"{files.directory / 'secrets' / 'mqtt-homeassistant.password'} (docs/home-assistant.md)"
+        )
 
 
 def _print_compose(files: BrokerFiles) -> None:

@@ -577,18 +577,25 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except (ConfigError, ContractError) as exc:
-        return fail(str(exc), EXIT_USAGE)
+        return _failed(args, str(exc), EXIT_USAGE)
     except TimeoutError as exc:
         if not _is_no_answer(exc):
             raise
-        return fail(str(exc), EXIT_NO_ANSWER)
+        return _failed(args, str(exc), EXIT_NO_ANSWER)
     except BrokenPipeError:  # `homesec visits --json | head`: the reader has had enough
         quiet_stdout()
         return EXIT_FAILED
     except (CliError, ConnectionError) as exc:
-        return fail(str(exc), getattr(exc, "code", EXIT_FAILED))
+        return _failed(args, str(exc), getattr(exc, "code", EXIT_FAILED))
     except KeyboardInterrupt:
         return 130
+
+
+def _failed(args: argparse.Namespace, message: str, code: int) -> int:
+    """The reason on stderr; with --json also on stdout, so a script reading it gets an answer too."""
+    if getattr(args, "json", False):
+        print(json.dumps({"ok": False, "error": message, "exit_code": code}))
+    return fail(message, code)
 
 
 def _is_no_answer(exc: BaseException) -> bool:

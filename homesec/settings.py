@@ -17,6 +17,13 @@ def mb_to_bytes(mb: float) -> int:
     return int(mb * MB)
 
 
+def topic_prefix(value: str, key: str, example: str) -> str:
+    """A topic prefix that other topics are built under: no wildcards, no '$', no empty level."""
+    if not value or any(c in value for c in "+#$ ") or value.startswith("/") or value.endswith("/"):
+        raise ValueError(f"{key} must be a plain topic path like {example!r} (no wildcards, '$', spaces)")
+    return value
+
+
 class Section(BaseModel):
     """Base of every config section: unknown keys are errors, so typos fail at start-up."""
 
@@ -78,9 +85,7 @@ class MqttSettings(Section):
     @field_validator("prefix")
     @classmethod
     def _prefix(cls, v: str) -> str:
-        if not v or any(c in v for c in "+#$ ") or v.startswith("/") or v.endswith("/"):
-            raise ValueError("prefix must be a plain topic path like 'homesec' (no wildcards, '$', spaces)")
-        return v
+        return topic_prefix(v, "prefix", "homesec")
 
 
 class LogSettings(Section):

@@ -264,7 +264,7 @@ class RecognizerOperations:
         the results the decision releases (with `hold`, this one is kept while the visit waits). A
         capture someone asked for is shown at once, frame by frame, as it is."""
         if meta.trigger == "manual":
-            return result, self._alert(meta, result, jpeg, recognition), []
+            return result, self._alert(meta, result, jpeg), []
         embeddings = [m.face.embedding if m.face.rejected is None else None for m in recognition.faces]
         state, decision = self.visits.add(meta, result, embeddings, jpeg, hold=hold)
         result = result.model_copy(update={"visit": state})
@@ -292,9 +292,7 @@ class RecognizerOperations:
         )  # fmt: skip
         return AlertImage(alert, self.recognizer.annotate(best.jpeg, best.result.faces))
 
-    def _alert(
-        self, meta: SnapshotMeta, result: RecognitionResult, jpeg: bytes, recognition: Recognition
-    ) -> AlertImage | None:
+    def _alert(self, meta: SnapshotMeta, result: RecognitionResult, jpeg: bytes) -> AlertImage | None:
         """For an unknown face, for no usable face (unless switched off), and for a capture someone asked
         for (/snapshot: show them the door, known or not)."""
         requested = meta.trigger == "manual"

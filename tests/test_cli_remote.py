@@ -101,8 +101,14 @@ def test_arm_and_disarm_wait_for_the_notifier_and_speak_json(fresh_broker: Broke
 def test_camera_commands_check_the_camera_and_confirm(fresh_broker: Broker, cli: Cli) -> None:
     camera = _camera(fresh_broker, "porch")
     try:
-        code, _, err = cli("capture", "garage")
-        assert code == 1 and "no camera 'garage' (known cameras: porch" in err
+        code, out, err = cli("capture", "garage")
+        assert code == 1 and "no camera 'garage' (known cameras: porch" in err and out == ""
+        code, out, err = cli("capture", "garage", "--json")  # a script gets its answer on stdout too
+        assert code == 1 and json.loads(out) == {
+            "ok": False,
+            "error": err.strip().removeprefix("homesec: "),
+            "exit_code": 1,
+        }
         code, out, _ = cli("capture", "porch", "--json")
         assert code == 0 and json.loads(out)["camera"] == "porch" and json.loads(out)["sent"] is True
         code, out, _ = cli("disable", "porch", "--json")

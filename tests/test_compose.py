@@ -98,7 +98,12 @@ def compose_model(env_file: Path) -> dict[str, Any]:
         return model
     raw = yaml.safe_load((REPO / "docker-compose.yml").read_text())  # `<<` merges as compose does
     raw = {k: v for k, v in raw.items() if not k.startswith("x-")}
-    return dict(interpolate(raw, read_env_file(env_file)))
+    env = read_env_file(env_file)
+    active = set(filter(None, env.get("COMPOSE_PROFILES", "").split(",")))
+    raw["services"] = {  # a service with profiles runs only when one of them is active
+        name: s for name, s in raw["services"].items() if not s.get("profiles") or active & set(s["profiles"])
+    }
+    return dict(interpolate(raw, env))
 
 
 @dataclass
@@ -363,6 +368,7 @@ def stack(models_dir: Path) -> Iterator[Stack]:
         logs.mkdir()
         printed = broker_init(home, uid, gid, free_port())
         env = {**read_env_file(REPO / ".env.example"), **printed, "HOMESEC_HTTP_PORT": str(free_port())}
+        env["COMPOSE_PROFILES"] = "homeassistant"  # every service, the optional ones too
         (root / ".env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
         model = compose_model(root / ".env")
         host, image = Host(root, model), dockerfile()
@@ -388,11 +394,17 @@ def stack(models_dir: Path) -> Iterator[Stack]:
 # ----------------------------------------------------------------------------------------------- tests
 
 
-def test_the_compose_file_has_the_broker_and_the_server_nodes_only() -> None:
-    """The camera of a Pi runs on the Pi (docs/raspberry-pi.md): no `pi` profile, no camera service."""
+def test_the_compose_file_has_the_broker_and_the_server_nodes_only(tmp_path: Path) -> None:
+    """The camera of a Pi runs on the Pi (docs/raspberry-pi.md): no `pi` profile, no camera service.
+    The Home Assistant bridge is there for a household that asks for it (COMPOSE_PROFILES)."""
     model = compose_model(REPO / ".env.example")
     assert set(model["services"]) == {"mosquitto", "recognizer", "notifier"}
     assert not any("profiles" in s for s in model["services"].values())
+    env_file = tmp_path / ".env"
+    env_file.write_text((REPO / ".env.example").read_text() + "COMPOSE_PROFILES=homeassistant\n")
+    services = compose_model(env_file)["services"]
+    assert set(services) == {"mosquitto", "recognizer", "notifier", "homeassistant"}
+    assert services["homeassistant"]["command"] == ["homesec-homeassistant"]
     assert published(model["services"]["mosquitto"]) == {1883: 1884}, "1883 is this host's own Mosquitto"
     assert "secrets" not in model, "no secret file is required: the nodes read theirs in the data dir"
 
@@ -412,7 +424,8 @@ def test_every_node_comes_up_online_as_the_data_dirs_owner(stack: Stack) -> None
             assert proc.poll() is None, f"{name} exited {proc.returncode}:\n{stack.log(name)}"
         done = stack.homesec("status", "--json")
         nodes = json.loads(done.stdout or "{}").get("nodes", {})
-        return nodes.get("recognizer/main") == "online" and nodes.get("notifier/main") == "online"
+        expected = ("recognizer/main", "notifier/main", "habridge/main")
+        return all(nodes.get(node) == "online" for node in expected)
 
     wait_until(online, timeout=60, interval=0.5)
     for name in stack.nodes:
@@ -445,3 +458,28 @@ def test_the_http_api_answers_on_its_published_port(stack: Stack) -> None:
             return False
 
     wait_until(ready, timeout=60, interval=0.2)
+
+
+def test_home_assistant_reads_the_bridges_discovery_on_the_published_port(stack: Stack) -> None:
+    """Home Assistant, on another machine, logs in to the broker's published port as `homeassistant`
+    with the password `broker init` wrote (docs/home-assistant.md) and finds the bridge's entities."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    password = (stack.home / ".homesec-data" / "secrets" / "mqtt-homeassistant.password").read_text().strip()
+    topics: list[str] = []
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.username_pw_set("homeassistant", password)
+    client.on_connect = lambda c, u, f, rc, p: c.subscribe("homeassistant/+/homesec/+/config", qos=1)
+    client.on_message = lambda c, u, msg: topics.append(msg.topic)
+    client.connect("127.0.0.1", int(stack.env["HOMESEC_BROKER_PORT"]), keepalive=10)
+    client.loop_start()
+    try:
+        wait_until(
+            lambda: any(t.endswith("/switch/homesec/system_armed/config") for t in topics),
+            timeout=60,
+            interval=0.2,
+        )
+    finally:
+        client.disconnect()
+        client.loop_stop()

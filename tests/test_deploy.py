@@ -43,7 +43,8 @@ def unit_settings(unit: Path) -> dict[str, str]:
 
 def test_every_node_and_the_broker_has_a_unit() -> None:
     names = {u.name for u in UNITS}
-    assert names == {f"homesec-{n}.service" for n in ("camera", "recognizer", "notifier", "broker")}
+    nodes = ("camera", "recognizer", "notifier", "homeassistant", "broker")
+    assert names == {f"homesec-{n}.service" for n in nodes}
 
 
 @pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.name)
@@ -80,7 +81,7 @@ def test_systemd_analyze_verify_finds_nothing(unit: Path, tmp_path: Path) -> Non
     # verify checks that ExecStart exists: the venv's programs stand here where install-pi.sh puts them.
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for name in ("homesec-camera", "homesec-recognizer", "homesec-notifier"):
+    for name in {Path(unit_settings(u)["ExecStart"].split()[0]).name for u in UNITS}:
         (bin_dir / name).write_text("#!/bin/sh\n")
         (bin_dir / name).chmod(0o755)
     copy = tmp_path / unit.name
@@ -164,6 +165,8 @@ def test_broker_init_lan_is_kept_when_a_camera_is_added(
     assert _init(data, "--lan", "--port", "1890") == 0
     out = capsys.readouterr().out
     assert "a camera Pi connects to" in out and "mqtt-camera-door.password" in out
+    home_assistant = f"Home Assistant connects to {lan_address()}:1890 as user homeassistant"
+    assert home_assistant in out and str(data / "secrets" / "mqtt-homeassistant.password") in out
     assert _init(data, "--camera", "porch") == 0  # the way a second Pi is added: LAN and port stay
     assert _listener(data) == "listener 1890 0.0.0.0"
     assert (data / "secrets" / "mqtt-camera-porch.password").exists()
@@ -201,4 +204,36 @@ def test_broker_init_compose_prints_the_env_lines_and_publishes_1884(
         "HOMESEC_BROKER_PORT": "1884",
     }
     assert "docker compose up -d" in out
+    assert "Home Assistant connects to" in out and ":1884 as user homeassistant" in out
     assert (data / "broker" / "port").read_text().strip() == "1884"  # the command line dials it
+
+
+# ------------------------------------------------------------------- what the install commands bring
+
+
+def _requirements(extras: str) -> set[str]:
+    """The distribution names `pip install '.[extras]'` installs from pyproject (extras expanded)."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    names = {re.split(r"[<>=\[; ]", r)[0].lower() for r in project["dependencies"]}
+    for extra in filter(None, extras.split(",")):
+        for req in project["optional-dependencies"][extra]:
+            nested = re.fullmatch(r"homesec\[([^\]]+)\]", req)
+            names |= _requirements(nested.group(1)) if nested else {re.split(r"[<>=\[; ]", req)[0].lower()}
+    return names
+
+
+def _pip_installs(text: str) -> list[set[str]]:
+    """Everything each `pip install '.[extras]' more` command in `text` installs."""
+    found = re.findall(r"pip install (?:--\S+ \S+ )*'?\.\[([a-z,]+)\]'?((?: [a-z][a-z0-9-]*)*)", text)
+    assert found, "no `pip install '.[...]'` command"
+    return [_requirements(extras) | set(more.split()) for extras, more in found]
+
+
+@pytest.mark.parametrize("where", ["Dockerfile", "docs/deploy.md"])
+def test_the_server_install_can_run_models_install(where: str) -> None:
+    """`homesec models install` derives the run-time models with the `onnx` package (install time only):
+    the image's build and the server's systemd steps run it right after their pip install."""
+    text = (REPO / where).read_text()
+    assert "homesec models install" in text
+    for installed in _pip_installs(text):
+        assert {"onnxruntime", "onnx"} <= installed, where

@@ -207,7 +207,8 @@ def test_ctrl_c_stops_the_nodes_before_the_broker_and_names_the_port_everywhere(
 ) -> None:
     proc, data = up
     port = int(proc.wait_line(r"mosquitto on 127\.0\.0\.1:(\d+)").group(1))
-    for node in ("camera/door", "recognizer/main", "notifier/main"):
+    nodes = ("camera/door", "recognizer/main", "notifier/main", "habridge/main")
+    for node in nodes:  # each online first: one stopped before it said so would have no `stopped` either
         proc.wait_line(rf"\[{node}\] online", timeout=90)
     recipe = proc.wait_line(r"watch the bus on port (\d+): (mosquitto_sub .*)")
     assert int(recipe.group(1)) == port and f"-p {port} " in recipe.group(2)
@@ -228,5 +229,4 @@ def test_ctrl_c_stops_the_nodes_before_the_broker_and_names_the_port_everywhere(
             last = {t.node_from_available(m.topic): m.payload for m in viewer.retained(t.all_available)}
     finally:
         broker.stop()
-    nodes = ("camera/door", "recognizer/main", "notifier/main", "habridge/main")
     assert last == {n: b"stopped" for n in nodes}
