@@ -84,7 +84,9 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 def compose_model(env_file: Path) -> dict[str, Any]:
-    """`docker-compose config` with this .env, or the same resolution done here."""
+    """`docker-compose config` with this .env, or the same resolution done here; either way only the
+    services that would run (Debian's docker-compose 1.29 lists every service, whatever its profiles)."""
+    env = read_env_file(env_file)
     if shutil.which("docker-compose"):
         out = subprocess.run(
             ["docker-compose", "--env-file", str(env_file), "-f", str(REPO / "docker-compose.yml"), "config"],
@@ -95,15 +97,16 @@ def compose_model(env_file: Path) -> dict[str, Any]:
             env={"PATH": os.environ["PATH"]},
         ).stdout
         model: dict[str, Any] = yaml.safe_load(out)
-        return model
-    raw = yaml.safe_load((REPO / "docker-compose.yml").read_text())  # `<<` merges as compose does
-    raw = {k: v for k, v in raw.items() if not k.startswith("x-")}
-    env = read_env_file(env_file)
+    else:
+        raw = yaml.safe_load((REPO / "docker-compose.yml").read_text())  # `<<` merges as compose does
+        model = dict(interpolate({k: v for k, v in raw.items() if not k.startswith("x-")}, env))
     active = set(filter(None, env.get("COMPOSE_PROFILES", "").split(",")))
-    raw["services"] = {  # a service with profiles runs only when one of them is active
-        name: s for name, s in raw["services"].items() if not s.get("profiles") or active & set(s["profiles"])
+    model["services"] = {  # a service with profiles runs only when one of them is active
+        name: s
+        for name, s in model["services"].items()
+        if not s.get("profiles") or active & set(s["profiles"])
     }
-    return dict(interpolate(raw, env))
+    return model
 
 
 @dataclass
