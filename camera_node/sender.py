@@ -46,6 +46,7 @@ from homesec.spool import DiskSpool, SpoolItem
 
 log = logging.getLogger(__name__)
 
+STOP_WAIT_S = 0.5  # for the thread to finish what it does on stop, unless it waits for a PUBACK
 Key = tuple[str, int]  # (event_id, seq): what a result names
 
 
@@ -94,6 +95,7 @@ class SnapshotSender:
         self.given_up = 0  # missed max_attempts times: reported and dropped
         self._queue: queue.Queue[Snapshot | None] = queue.Queue()  # None: wake up (a result, or stop)
         self._lock = threading.Lock()
+        self._storing = threading.RLock()  # one writer of the spool's tail: keeps snapshot order
         self._keys: dict[Key, str] = {}  # unconfirmed snapshots: key -> spool id
         self._sent_at: dict[str, float] = {}  # spool id -> when this run last published it
         self._misses: dict[str, int] = {}  # spool id -> timeouts while the recognizer answered others
@@ -114,10 +116,15 @@ class SnapshotSender:
         self._thread.start()
 
     def stop(self) -> None:
+        """Prompt even while a publish waits for a PUBACK that will not come (a broker gone silent waits
+        `timeout_s`, 10 s by default): what was published is in the spool until its result, so the ack
+        is not worth waiting for. What is still in memory goes to the spool here if the thread is busy."""
         self._stopping.set()
         self._queue.put(None)
         if self._thread is not None:
-            self._thread.join(timeout=self.timeout_s + 5)
+            self._thread.join(timeout=STOP_WAIT_S)
+            if self._thread.is_alive():  # in publish_confirmed; it ends at its timeout, publishing no more
+                self._absorb()
 
     @property
     def idle(self) -> bool:
@@ -166,7 +173,8 @@ class SnapshotSender:
         else:
             try:
                 if snap is not None:
-                    self._store(snap)
+                    with self._storing:
+                        self._store(snap)
             finally:
                 self._queue.task_done()
         self._absorb()  # all of them on disk before publishing: order is spool order
@@ -217,16 +225,17 @@ class SnapshotSender:
 
     def _absorb(self) -> None:
         """Move snapshots waiting in memory to the spool's tail (keeps order, survives a crash)."""
-        while True:
-            try:
-                snap = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                if snap is not None:
-                    self._store(snap)
-            finally:
-                self._queue.task_done()
+        with self._storing:  # the thread, or `stop` while the thread waits for an ack
+            while True:
+                try:
+                    snap = self._queue.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    if snap is not None:
+                        self._store(snap)
+                finally:
+                    self._queue.task_done()
 
     def _index(self) -> None:
         """Learn the keys of what an earlier run left unconfirmed."""

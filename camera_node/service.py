@@ -77,6 +77,7 @@ class CameraService:
         self.topics = bus.topics
         self._state = CameraState(camera=s.id, state="online")  # replay, picamera2: frames or a crash
         self._state_lock = threading.Lock()
+        self._stopped = False
         self.source = source or make_source(s, data_dir, self._on_source_state)
         if hasattr(self.source, "on_snapshot"):  # Frigate: snapshots come from its events, not frames
             self.source.on_snapshot = self.capture_image
@@ -144,6 +145,17 @@ class CameraService:
         if self.pir is not None:
             self.pir.close()
         self.sender.stop()
+        self._publish_stopped()
+
+    def _publish_stopped(self) -> None:
+        """A clean stop leaves `offline` (stopped) retained, not the last `online`: a page or Home
+        Assistant reading it would show a stopped camera's video as live. Sent before the bus's
+        `available = stopped`, on the same connection, so they arrive in that order."""
+        with self._state_lock:
+            self._stopped = True  # a source thread still winding down must not overwrite it
+            self._state = CameraState(camera=self.camera, state="offline", reason="stopped")
+        if self.bus.connected:
+            self.bus.publish(self.topics.camera_state(self.camera), self._state, retain=True)
 
     # -- enabled state
     def _load_enabled(self) -> bool:
@@ -164,6 +176,8 @@ class CameraService:
     # -- the source's state (its reader threads call this on every change)
     def _on_source_state(self, state: str, reason: str | None) -> None:
         with self._state_lock:
+            if self._stopped:
+                return
             self._state = CameraState.model_validate(
                 {"camera": self.camera, "state": state, "reason": reason}
             )

@@ -12,7 +12,7 @@ import re
 import socket
 from pathlib import Path
 
-from homesec.broker import BrokerFiles
+from homesec.broker import DYNSEC_FILE, BrokerFiles
 from homesec.cliutil import local_broker_port
 from homesec.config import Config
 from homesec.contract import Role
@@ -22,6 +22,7 @@ EVERY_INTERFACE = "0.0.0.0"
 # docker-compose.yml publishes the broker here by default (.env: HOMESEC_BROKER_PORT): 1883 is usually
 # this host's own Mosquitto.
 COMPOSE_BROKER_PORT = 1884
+COMPOSE_CONF = "mosquitto/mosquitto.conf"  # what docker-compose.yml mounts (`homesec broker render`)
 _LISTENER = re.compile(r"^listener\s+(\d+)(?:\s+(\S+))?\s*$", re.MULTILINE)
 
 
@@ -92,6 +93,14 @@ def _camera_password(files: BrokerFiles) -> str:
     cameras = [a.user for a in files.accounts if a.role == Role.CAMERA]
     name = f"mqtt-{cameras[0]}.password" if cameras else "mqtt-camera-<id>.password"
     return str(files.directory / "secrets" / name)
+
+
+def broker_config_shown(files: BrokerFiles, *, compose: bool) -> str:
+    """The broker config the user will run: docker-compose.yml mounts the shipped one (container paths),
+    which reads the accounts from the data dir; a local mosquitto runs the data dir's."""
+    if not compose:
+        return str(files.conf)
+    return f"{COMPOSE_CONF} (docker-compose.yml mounts it; accounts in {files.conf.parent / DYNSEC_FILE})"
 
 
 def print_next_steps(files: BrokerFiles, bind: str, *, compose: bool) -> None:

@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from homesec.broker import render_acl, render_container_conf
-from homesec.broker_cli import add_listen_options, init_port, listen_address, print_next_steps
+from homesec.broker_cli import (
+    add_listen_options,
+    broker_config_shown,
+    init_port,
+    listen_address,
+    print_next_steps,
+)
 from homesec.cli_archive import add_archive_commands
 from homesec.cliutil import (
     EXIT_FAILED,
@@ -104,7 +110,7 @@ def cmd_broker_init(args: argparse.Namespace) -> int:
     users = ", ".join(a.user for a in files.accounts)
     print(f"accounts: {users}")
     print(f"passwords: {config.data_dir / 'secrets'} (one file per user, mode 600; and the recognizer group)")
-    print(f"broker config: {files.conf}")
+    print(f"broker config: {broker_config_shown(files, compose=args.compose)}")
     print_next_steps(files, bind, compose=args.compose)
     return EXIT_OK
 
@@ -129,7 +135,8 @@ def _print_train(path: str, result: TrainResult, as_json: bool) -> None:
         shown = repr(result.name or result.label)
         if result.name not in (None, result.label):  # a name in another script: the id to type, too
             shown += f" (label {result.label!r})"
-        print(f"{path}: enrolled as {shown} (enrollment {result.enrollment_id})")
+        done = result.notice or "enrolled"  # "already enrolled": the same photo again, nothing added
+        print(f"{path}: {done} as {shown} (enrollment {result.enrollment_id})")
     else:
         hint = (
             " (--force)"

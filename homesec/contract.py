@@ -611,6 +611,9 @@ class Alert(Payload):
     revision: int = Field(default=0, ge=0)
 
 
+ALREADY_ENROLLED = "already enrolled"  # TrainResult.notice: the same photo again, nothing added
+
+
 class TrainResult(Payload):
     request_id: str
     label: str | None
@@ -625,6 +628,9 @@ class TrainResult(Payload):
     # refused because the face already matches another label (train with `force` to enroll it anyway)
     looks_like: str | None = None
     looks_like_similarity: float | None = None
+    # ok, with something to know: ALREADY_ENROLLED when the photo's face is already an enrollment of
+    # the label (the same photo sent again): `enrollment_id` is that one, and nothing was added
+    notice: str | None = None
 
 
 class LabelConflict(BaseModel):

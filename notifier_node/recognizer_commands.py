@@ -62,6 +62,8 @@ SEARCH_USAGE = "Send /search as the caption of a photo, or as a reply to a photo
 def train_answer(result: TrainResult) -> str:
     if result.ok:
         quality = "" if result.quality is None else f", quality {result.quality:.2f}"
+        if result.notice:  # "already enrolled": the same photo again, nothing added
+            return f"✅ {result.name or result.label}: {result.notice} (enrollment #{result.enrollment_id})."
         return f"✅ Enrolled {result.name or result.label} (enrollment #{result.enrollment_id}{quality})."
     return f"❌ Could not enroll {result.name or result.label or ''}: {result.reason or 'refused'}"
 

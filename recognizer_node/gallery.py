@@ -11,7 +11,8 @@ derived from it (`label_for`: José -> Jose, 李雷 -> p-<hash>), made unique (`
 
 The answers to recent training requests are kept (`trainings`, the newest REMEMBERED_TRAININGS): a retry
 of the same request (its id, and what it asks), after a timeout, is answered again instead of enrolling
-the face twice.
+the face twice. Another request with the same photo (its face at least SAME_PHOTO_SIMILARITY like an
+enrollment of its label) is answered with that enrollment and adds nothing either (`add_once`).
 
 The tables added since the first gallery are created when an older database is opened.
 
@@ -75,6 +76,12 @@ CREATE TABLE IF NOT EXISTS trainings (
 """
 
 REMEMBERED_TRAININGS = 1000  # training request ids kept with their answers, the newest first
+# A training whose face is at least this like (cosine) an enrollment of its label is the same photo
+# again (resent, uploaded twice, re-encoded) and adds nothing. Measured with the shipped models on
+# tests/data/faces and demo/ (bench/train_duplicate.py): the same photo re-encoded at JPEG q95..q70, or
+# scaled to 0.8 at q70, scores 0.970..0.996 (q50: 0.960..0.972); another photo of the same person
+# 0.68..0.81. Two frames of one camera video score 0.953..0.989: near-identical, they count as one too.
+SAME_PHOTO_SIMILARITY = 0.93
 
 # Letters NFKD does not decompose into ASCII, spelled as their languages would in ASCII.
 _TRANSLITERATION = str.maketrans(
@@ -191,21 +198,57 @@ class Gallery:
     ) -> int:
         """The new enrollment's id; for a `request_key` that enrolled before (and whose enrollment is
         still there), that enrollment's, and nothing is added (checked in the same transaction, so two copies of a request enroll once)."""
+        return self.add_once(label, embedding, model, crop, crop_format, quality, source, request_key)[0]
+
+    def add_once(
+        self,
+        label: str,
+        embedding: np.ndarray,
+        model: str,
+        crop: bytes,
+        crop_format: str = "png",
+        quality: float | None = None,
+        source: str = "api",
+        request_key: str | None = None,
+        same_within: float | None = None,
+    ) -> tuple[int, bool]:
+        """`add`, unless `label` already has an enrollment of `model` at least `same_within` (cosine)
+        like `embedding`: the same photo again. Then (that enrollment's id, True), and nothing is added
+        but the `request_key`, so a retry of this request finds that enrollment too."""
         label = check_label(label)
-        blob = np.asarray(embedding, dtype=np.float32).reshape(-1).tobytes()
+        vector = np.asarray(embedding, dtype=np.float32).reshape(-1)
         created = to_iso(utc_now())
         with self._write() as db:
             if request_key is not None and (before := self._training(db, request_key)) is not None:
-                return before
-            cur = db.execute(
-                "INSERT INTO enrollments (label, model, embedding, crop, crop_format, quality, source, created)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (self._spelling(db, label), model, blob, crop, crop_format, quality, source, created),
-            )
-            enrollment_id = int(cur.lastrowid or 0)
+                return before, False
+            same = None if same_within is None else self._same_face(db, label, vector, model, same_within)
+            enrollment_id = same
+            if enrollment_id is None:
+                row = (self._spelling(db, label), model, vector.tobytes(), crop, crop_format, quality, source)
+                cur = db.execute(
+                    "INSERT INTO enrollments (label, model, embedding, crop, crop_format, quality, source, created)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (*row, created),
+                )
+                enrollment_id = int(cur.lastrowid or 0)
             if request_key is not None:
                 self._remember_training(db, request_key, enrollment_id, created)
-            return enrollment_id
+            return enrollment_id, same is not None
+
+    def _same_face(
+        self, db: sqlite3.Connection, label: str, vector: np.ndarray, model: str, within: float
+    ) -> int | None:
+        """The enrollment of `label` most like `vector`, when it is at least `within` like it."""
+        rows = db.execute(
+            "SELECT id, embedding FROM enrollments WHERE label = ? AND model = ?", (label, model)
+        ).fetchall()
+        if not rows:
+            return None
+        stored = np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
+        norms = np.linalg.norm(stored, axis=1) * max(float(np.linalg.norm(vector)), 1e-12)
+        similarity = stored @ vector / np.maximum(norms, 1e-12)
+        best = int(np.argmax(similarity))
+        return int(rows[best][0]) if similarity[best] >= within else None
 
     def labels(self) -> dict[str, int]:
         """Label -> number of enrollments, sorted by label."""

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from homesec.contract import (
+    ALREADY_ENROLLED,
     Alert,
     DeleteEnrollment,
     DeleteLabel,
@@ -44,7 +45,7 @@ from homesec.contract import (
 )
 from recognizer_node import negatives, people
 from recognizer_node.archived_enroll import enroll_archived
-from recognizer_node.gallery import Gallery
+from recognizer_node.gallery import SAME_PHOTO_SIMILARITY, Gallery
 from recognizer_node.history import History, open_history, refusal
 from recognizer_node.matching import conflicts
 from recognizer_node.pipeline import Recognition, Recognizer
@@ -316,7 +317,9 @@ class RecognizerOperations:
         )
 
     def _train(self, req: Training) -> TrainResult:
-        """A retry of a request that enrolled (the same id, asking the same) gets the first answer again."""
+        """A retry of a request that enrolled (the same id, asking the same) gets the first answer again;
+        another request with the same photo of the label gets its enrollment, `notice` "already enrolled"
+        (the bot's /train resent, an upload repeated), and adds nothing."""
         key = people.training_key(req)
         if (before := people.answered_training(self.gallery, key)) is not None:
             log.info("training %s answered before: the same answer, not enrolled again", req.request_id)
@@ -324,7 +327,7 @@ class RecognizerOperations:
         person = self.gallery.person(req.label, req.name)
         out = self.recognizer.enroll(
             req.image, person.label, self.gallery, largest=req.largest, source=req.source, force=req.force,
-            request_key=key,
+            request_key=key, same_within=SAME_PHOTO_SIMILARITY,
         )  # fmt: skip
         if out.ok:
             self.gallery.set_name(person)
@@ -342,6 +345,7 @@ class RecognizerOperations:
             quality=out.quality,
             looks_like=out.looks_like,
             looks_like_similarity=out.looks_like_similarity,
+            notice=ALREADY_ENROLLED if out.already_enrolled else None,
         )
         if out.ok:
             self.gallery.remember_answer(key, answer.model_dump_json())

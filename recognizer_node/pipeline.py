@@ -102,6 +102,7 @@ class EnrollResult:
     label: str | None = None
     looks_like: str | None = None  # refused: the other label the face already matches
     looks_like_similarity: float | None = None
+    already_enrolled: bool = False  # the same face was enrolled under the label: nothing added
 
 
 @dataclass(frozen=True)
@@ -271,9 +272,11 @@ class Recognizer:
         source: str = "api",
         force: bool = False,
         request_key: str | None = None,
+        same_within: float | None = None,
     ) -> EnrollResult:
         """Enroll exactly one usable face (or the largest when asked); refusals carry the reason.
-        A `request_key` (a training request) that enrolled before gets its enrollment again (`Gallery.add`).
+        A `request_key` (a training request) that enrolled before gets its enrollment again, and so does
+        a face `same_within` like an enrollment of the label (`Gallery.add_once`).
 
         A face that already matches another label is refused unless `force`d: enrolled, it would make
         that person ambiguous between two labels, so unknown at every sighting.
@@ -287,8 +290,9 @@ class Recognizer:
         embedding = face.embedding if face.embedding is not None else self.embedder(face.crop)
         crop = EnrollCrop(encode_png(face.crop), "png", face.quality)
         return self.enroll_embedding(
-            embedding, crop, label, gallery, source=source, force=force, found=found, request_key=request_key
-        )
+            embedding, crop, label, gallery, source=source, force=force, found=found, request_key=request_key,
+            same_within=same_within,
+        )  # fmt: skip
 
     def enroll_embedding(
         self,
@@ -301,6 +305,7 @@ class Recognizer:
         force: bool = False,
         found: int = 1,
         request_key: str | None = None,
+        same_within: float | None = None,
     ) -> EnrollResult:
         """Enroll a face already found and embedded (a photo's, or an archived one), unless it already
         matches another label and is not `force`d."""
@@ -311,11 +316,15 @@ class Recognizer:
             name, score = other
             why = f"looks like {name} ({score:.2f}): add it to {name}, or force"
             return EnrollResult(False, why, None, found, crop.quality, label, name, score)
-        enrollment_id = gallery.add(
-            label, embedding, self.embedder_id, crop.data, crop.format, crop.quality, source, request_key
-        )
-        log.info("enrolled %s as #%d (quality %s, %s)", label, enrollment_id, crop.quality, source)
-        return EnrollResult(True, None, enrollment_id, found, crop.quality, label)
+        enrollment_id, already = gallery.add_once(
+            label, embedding, self.embedder_id, crop.data, crop.format, crop.quality, source, request_key,
+            same_within,
+        )  # fmt: skip
+        if already:
+            log.info("%s: already enrolled as #%d, nothing added (%s)", label, enrollment_id, source)
+        else:
+            log.info("enrolled %s as #%d (quality %s, %s)", label, enrollment_id, crop.quality, source)
+        return EnrollResult(True, None, enrollment_id, found, crop.quality, label, already_enrolled=already)
 
     # --------------------------------------------------------------------------------- annotation
 

@@ -8,18 +8,22 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from gpiozero.pins.mock import MockFactory
 
+from camera_node.sender import Snapshot
 from camera_node.service import CameraService
 from camera_node.settings import CameraSettings
 from homesec.bus import Message
 from homesec.contract import (
     Availability,
     CameraEnabled,
+    CameraState,
     MotionEvent,
     Role,
     SnapshotMeta,
@@ -27,6 +31,7 @@ from homesec.contract import (
     parse,
     parse_meta,
 )
+from homesec.spool import DiskSpool
 from tests.helpers import answer_snapshots, wait_until
 from tests.mqtt_helpers import Broker, Collector
 from tests.test_camera_service import camera_settings
@@ -161,7 +166,8 @@ fps = 20
 event_gap_s = 0.3
 """
     )
-    collector = Collector(broker, T.snapshot(camera), T.available(f"camera/{camera}"))
+    available = T.available(f"camera/{camera}")
+    collector = Collector(broker, T.snapshot(camera), available, T.camera_state(camera))
     # The harness's camera user (any camera id): "proc" is not one of the test deployment's cameras.
     env = {
         **os.environ,
@@ -179,13 +185,68 @@ event_gap_s = 0.3
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0, log.read_text()
         collector.wait_for(
-            lambda m: (
-                m.topic == T.available(f"camera/{camera}")
-                and m.payload == Availability.STOPPED.value.encode()
-            )
+            lambda m: m.topic == available and m.payload == Availability.STOPPED.value.encode()
         )
+        # A clean stop leaves `offline` (stopped) behind, published before `available = stopped`.
+        states = [m for m in collector.seen if m.topic == T.camera_state(camera)]
+        assert parse(CameraState, states[-1].payload).model_dump(include={"state", "reason"}) == {
+            "state": "offline",
+            "reason": "stopped",
+        }
+        stopped = next(m for m in collector.seen if m.topic == available and m.payload == b"stopped")
+        assert collector.seen.index(states[-1]) < collector.seen.index(stopped)
+        retained = Collector(broker, T.camera_state(camera))
+        try:
+            assert parse(CameraState, retained.topic(T.camera_state(camera)).payload).reason == "stopped"
+        finally:
+            retained.close()
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
         collector.close()
+
+
+def test_a_camera_stops_promptly_while_a_silent_broker_holds_its_puback(
+    fresh_broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broker gone silent (here paused: its connection stays open) acknowledges nothing. Stopping does
+    not wait out the snapshot publish's ack timeout, and loses no snapshot: the one being published and
+    the one still in memory are both in the spool, for the next run."""
+    camera = "silent"
+    factory = MockFactory()
+    bus = fresh_broker.bus(Role.CAMERA, f"camera/{camera}")
+    settings = pir_settings(camera, burst={"count": 2, "interval_s": 0.05}, publish_timeout_s=60)
+    svc = CameraService(settings, tmp_path / "data", bus, pin_factory=factory)
+    publishing, submitted = threading.Event(), []
+    publish, submit = bus.publish_confirmed, svc.sender.submit
+
+    def spy_publish(*args: Any, **kw: Any) -> bool:
+        publishing.set()
+        return publish(*args, **kw)
+
+    def spy_submit(snapshot: Snapshot) -> None:
+        submitted.append(snapshot)
+        submit(snapshot)
+
+    monkeypatch.setattr(bus, "publish_confirmed", spy_publish)
+    monkeypatch.setattr(svc.sender, "submit", spy_submit)
+    mosquitto = fresh_broker.process.proc
+    assert mosquitto is not None
+    svc.start()
+    bus.start()
+    try:
+        assert bus.wait_connected(10)
+        assert svc.pir.wait_for_no_motion(timeout=1)
+        mosquitto.send_signal(signal.SIGSTOP)
+        factory.pin(17).drive_high()
+        assert publishing.wait(10)  # the first snapshot waits for its PUBACK
+        wait_until(lambda: len(submitted) == 2)
+        started = time.monotonic()
+        svc.stop()
+        assert time.monotonic() - started < 3  # was the publish timeout (10 s by default)
+        assert len(DiskSpool(svc.sender.spool.directory)) == 2
+    finally:
+        mosquitto.send_signal(signal.SIGCONT)
+        svc.stop()
+        bus.stop()

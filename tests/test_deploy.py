@@ -204,6 +204,12 @@ def test_broker_init_compose_prints_the_env_lines_and_publishes_1884(
         "HOMESEC_BROKER_PORT": "1884",
     }
     assert "docker compose up -d" in out
+    # compose mounts the shipped mosquitto/mosquitto.conf, not the data dir's one (the local broker's)
+    config = re.search(r"^broker config: (\S+)", out, re.MULTILINE)
+    assert config is not None and config.group(1) == "mosquitto/mosquitto.conf"
+    compose = (REPO / "docker-compose.yml").read_text()
+    assert f"./{config.group(1)}:/mosquitto/config/mosquitto.conf" in compose
+    assert str(data / "broker" / "dynamic-security.json") in out  # the accounts compose mounts
     assert "Home Assistant connects to" in out and ":1884 as user homeassistant" in out
     assert (data / "broker" / "port").read_text().strip() == "1884"  # the command line dials it
 

@@ -10,7 +10,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, HTTPException, Path, Request, UploadFile
 from fastapi.responses import Response
 
-from homesec.contract import ContractError, FaceSearch, GalleryResult, Training, check_label, new_id
+from homesec.contract import (
+    ALREADY_ENROLLED,
+    ContractError,
+    FaceSearch,
+    GalleryResult,
+    Training,
+    check_label,
+    new_id,
+)
 from recognizer_node import queries
 from recognizer_node.household import CommandNotSent, HouseholdState, UnknownCamera
 from recognizer_node.http.context import context, gallery_command
@@ -178,7 +186,7 @@ def add_photos(
         return back(session, next, "/people", Flash(str(exc), ok=False))
     options = {"force": force, "largest": largest}
     lines = [_train_one(request, label, upload, options) for upload in photos if upload.filename]
-    enrolled = sum(line.endswith(": enrolled") for line in lines)
+    enrolled = sum(line.endswith((": enrolled", f": {ALREADY_ENROLLED}")) for line in lines)  # both are in
     flash = Flash(
         f"{enrolled} of {len(lines)} photos enrolled as {label}.", ok=enrolled > 0, lines=tuple(lines)
     )
@@ -201,7 +209,7 @@ def _train_one(request: Request, label: str, upload: UploadFile, options: dict[s
     finally:
         ctx.recognitions.give_back()
     if result.ok:
-        return f"{name}: enrolled"
+        return f"{name}: {result.notice or 'enrolled'}"  # "already enrolled": the same photo again
     why = result.reason or "not enrolled"
     for api_words, box in ((", or force", FORCE_BOX), (" or ask for the largest", LARGEST_BOX)):
         if why.endswith(api_words):  # the API's words for the form's checkboxes
