@@ -63,7 +63,7 @@ def photo_b64(name: str = "obama_train.jpg") -> str:
 class FullDiskGallery(Gallery):
     """A gallery whose disk is full: every write fails as it would on a real full disk."""
 
-    def add(self, *args: Any, **kwargs: Any) -> int:
+    def add_once(self, *args: Any, **kwargs: Any) -> tuple[int, bool]:  # `add` goes through it too
         raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
 
 
