@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import unicodedata
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -63,16 +62,6 @@ def _names(args: argparse.Namespace, remote: RemoteClient) -> dict[str, str]:
     return remote.request(remote.topics.gallery_cmd, cmd, GalleryResult, cmd.request_id, args.timeout).names
 
 
-def label_of(person: str, names: dict[str, str]) -> str:
-    """The label of `person`, said as its label or display name in any case (`José`, `josé`, `Jose`);
-    as given when no one enrolled is called so (a person forgotten since is still in the archive)."""
-    wanted = unicodedata.normalize("NFC", person.strip()).casefold()
-    for label, name in names.items():
-        if wanted in (label.casefold(), name.casefold()):
-            return label
-    return person
-
-
 def _local(iso: str) -> str:
     return from_iso(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
@@ -87,12 +76,12 @@ def _who(event: dict[str, Any], names: dict[str, str]) -> str:
 
 def cmd_visits(args: argparse.Namespace) -> int:
     with remote_client(args) as remote:
-        names = _names(args, remote)
+        names = {} if args.json else _names(args, remote)  # for the lines shown; JSON keeps the labels
         query = ArchiveQuery(
             what="events",
             camera=args.camera,
             verdict=args.verdict,
-            label=None if args.person is None else label_of(args.person, names),
+            label=args.person,  # a label or a display name: the recognizer resolves it
             visitor=args.visitor,
             since=args.since,
             until=args.until,

@@ -15,7 +15,7 @@ def serve_archive_queries(bus: Bus, ops: RecognizerOperations) -> Unsubscribe:
     return serve(
         bus,
         bus.topics.archive_cmd,
-        lambda msg: _decode(msg),
+        _decode,
         lambda query: answer_archive_query(ops, query),
         refuse=_refused,
     )

@@ -14,6 +14,7 @@ import hashlib
 from collections.abc import Sequence
 
 from homesec.contract import (
+    ContractError,
     DeleteLabel,
     EnrollFace,
     Face,
@@ -56,6 +57,15 @@ def resolve_command(cmd: GalleryCommand, gallery: Gallery) -> tuple[GalleryComma
         person = gallery.person(cmd.label)
         update["label"] = person.label
     return cmd.model_copy(update=update), person
+
+
+def label_of(person: str, gallery: Gallery) -> str:
+    """The label of `person`, said by label or display name in any case (`José`, `josé`, `Jose`); as
+    given when no one enrolled is called so, or it cannot be a name (a search finds nothing then)."""
+    try:
+        return gallery.resolve(person) or person
+    except ContractError:
+        return person
 
 
 def with_names(answer: GalleryResult, gallery: Gallery) -> GalleryResult:

@@ -8,6 +8,7 @@ the archive when there is none raises ArchiveOff; a missing event, snapshot or v
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from sqlite3 import Connection
@@ -151,6 +152,10 @@ def _directory(ops: RecognizerOperations) -> Path:
 
 
 def events(ops: RecognizerOperations, which: browse.EventFilter) -> browse.EventPage:
+    """The events `which` selects; its person may be given by label or display name (`José`), as every
+    command takes them (one who was forgotten since is still looked up as given)."""
+    if which.label is not None:
+        which = dataclasses.replace(which, label=people.label_of(which.label, ops.gallery))
     return _archive(ops, lambda db: browse.events(db, which))
 
 

@@ -6,16 +6,15 @@ so that its buttons and replies then mean the new photo's face."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from homesec.contract import Alert, Face, Verdict
 from notifier_node.alert_faces import decode_ref
 from recognizer_node.visits import Visits
-from tests.fake_telegram import CHAT, FakeTelegram, jpeg_bytes, serve_fake
+from tests import test_notifier_visits as notifier_visits
+from tests.fake_telegram import CHAT, FakeTelegram, jpeg_bytes
 from tests.helpers import wait_until
 from tests.test_notifier_delivery import Harness, make_settings
 from tests.test_visits import STRANGER as STRANGER_EMBEDDING
@@ -25,16 +24,9 @@ SMALL = Face(box=(900, 300, 960, 370), score=0.9, label=None, similarity=0.05, q
 LARGE = Face(box=(880, 290, 980, 400), score=0.9, label=None, similarity=0.06, quality=0.7)
 
 
-@pytest.fixture
-def fake() -> Iterator[FakeTelegram]:
-    yield from serve_fake()
-
-
-@pytest.fixture
-def harness(tmp_path: Path, fake: FakeTelegram) -> Iterator[Harness]:
-    h = Harness(tmp_path / "data", make_settings(fake.url, cooldown_s=60))
-    yield h
-    h.close()
+# The fake Bot API and a notifier with a visit-long cooldown, as the other visit tests use them.
+fake = notifier_visits.fake
+harness = notifier_visits.harness
 
 
 def visit_alert(seq: int, revision: int, faces: list[Face]) -> Alert:

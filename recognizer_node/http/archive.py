@@ -47,7 +47,9 @@ def events(
     request: Request,
     camera: str | None = None,
     verdict: Annotated[Verdict | None, Query(description="Events with a snapshot of this verdict.")] = None,
-    label: Annotated[str | None, Query(description="Events where this person was named.")] = None,
+    label: Annotated[
+        str | None, Query(description="Events where this person was named: their label or display name.")
+    ] = None,
     visitor: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
     since: Time = None,
     until: Time = None,
