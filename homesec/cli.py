@@ -33,9 +33,11 @@ from homesec.cliutil import (
     CliError,
     cli_config,
     fail,
+    gallery_request,
     quiet_stdout,
     record_broker_port,
     remote_client,
+    report,
 )
 from homesec.config import Config, ConfigError, node_sections
 from homesec.contract import (
@@ -49,8 +51,6 @@ from homesec.contract import (
     ContractError,
     DeleteLabel,
     EnableCommand,
-    GalleryCommand,
-    GalleryResult,
     GallerySummary,
     ListLabels,
     MergeLabels,
@@ -73,10 +73,6 @@ if TYPE_CHECKING:
     from homesec.remote import RemoteClient
 
 log = logging.getLogger("homesec")
-
-
-def _remote(args: argparse.Namespace) -> RemoteClient:
-    return remote_client(args)
 
 
 # ------------------------------------------------------------------------------------------ broker
@@ -173,7 +169,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     for folder in empty:
         print(f"{folder}: no photo in it (.jpg, .jpeg, .png)", file=sys.stderr)
     failed = len(empty)
-    with _remote(args) as remote:
+    with remote_client(args) as remote:
         for image in images:
             path = Path(image)
             try:
@@ -210,13 +206,8 @@ def _train_one(remote: RemoteClient, req: TrainRequest, image: str, timeout: flo
         ) from None
 
 
-def _gallery(args: argparse.Namespace, cmd: GalleryCommand) -> GalleryResult:
-    with _remote(args) as remote:
-        return remote.request(remote.topics.gallery_cmd, cmd, GalleryResult, cmd.request_id, args.timeout)
-
-
 def cmd_labels(args: argparse.Namespace) -> int:
-    result = _gallery(args, ListLabels())
+    result = gallery_request(args, ListLabels())
     if args.json:
         print(json.dumps(result.labels))
     elif not result.labels:
@@ -240,7 +231,7 @@ def cmd_labels(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    result = _gallery(args, MergeLabels(label=check_name(args.label), into=check_name(args.into)))
+    result = gallery_request(args, MergeLabels(label=check_name(args.label), into=check_name(args.into)))
     if args.json:
         print(result.model_dump_json())
     else:
@@ -264,7 +255,7 @@ def cmd_not(args: argparse.Namespace) -> int:
         cmd = NotLabel(label=label, event_id=args.event, seq=args.seq, face=args.face)
     else:
         raise CliError("say which face: --event EVENT_ID [--seq N] [--face I], or --photo PHOTO", EXIT_USAGE)
-    result = _gallery(args, cmd)
+    result = gallery_request(args, cmd)
     if args.json:
         print(result.model_dump_json())
     elif result.ok:
@@ -280,34 +271,23 @@ def _undo_not(args: argparse.Namespace) -> int:
     """Take a "not X" back (the negative its answer named): that face may be named X again."""
     if args.label is not None or args.event is not None or args.photo is not None:
         raise CliError("--undo takes only the number `homesec not` printed: homesec not --undo N", EXIT_USAGE)
-    result = _gallery(args, UndoNot(negative_id=args.undo))
-    _print_result(args, result, f"taken back (number {args.undo}): that face may be named as before")
-    return EXIT_OK if result.ok else EXIT_FAILED
+    result = gallery_request(args, UndoNot(negative_id=args.undo))
+    return report(args, result, f"taken back (number {args.undo}): that face may be named as before")
 
 
 def cmd_forget(args: argparse.Namespace) -> int:
-    result = _gallery(args, DeleteLabel(label=check_name(args.label)))
+    result = gallery_request(args, DeleteLabel(label=check_name(args.label)))
     photos = f"{result.removed} photo{'s' if result.removed != 1 else ''}"
-    _print_result(args, result, f"forgot {args.label!r} ({photos})")
-    return EXIT_OK if result.ok else EXIT_FAILED
+    return report(args, result, f"forgot {args.label!r} ({photos})")
 
 
 def cmd_rename(args: argparse.Namespace) -> int:
-    result = _gallery(args, RenameLabel(label=check_name(args.old), new_label=check_name(args.new)))
-    _print_result(args, result, f"renamed {args.old!r} to {args.new!r}")
-    return EXIT_OK if result.ok else EXIT_FAILED
-
-
-def _print_result(args: argparse.Namespace, result: GalleryResult, done: str) -> None:
-    """The answer as JSON with --json, else what was done or why it was refused."""
-    if args.json:
-        print(result.model_dump_json())
-    else:
-        print(done if result.ok else f"refused: {result.reason}")
+    result = gallery_request(args, RenameLabel(label=check_name(args.old), new_label=check_name(args.new)))
+    return report(args, result, f"renamed {args.old!r} to {args.new!r}")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    with _remote(args) as remote:
+    with remote_client(args) as remote:
         t = remote.topics
         nodes = remote.nodes()
         gallery = remote.retained(t.gallery, settle=0.1)
@@ -369,7 +349,7 @@ def _broker_of(remote: RemoteClient) -> str:
 def cmd_arm(args: argparse.Namespace) -> int:
     """Arm or disarm, and wait for the notifier to say it did (its retained armed state)."""
     wanted = args.command == "arm"
-    with _remote(args) as remote:
+    with remote_client(args) as remote:
         t = remote.topics
         msg = remote.command(
             t.armed_cmd,
@@ -412,7 +392,7 @@ def _capture_message(args: argparse.Namespace) -> tuple[CaptureCommand | ShowCom
 
 def cmd_capture(args: argparse.Namespace) -> int:
     cmd, jpeg = _capture_message(args)
-    with _remote(args) as remote:
+    with remote_client(args) as remote:
         _camera_online(remote, args.camera)
         t = remote.topics
         if jpeg is None:
@@ -435,7 +415,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
 def cmd_enable(args: argparse.Namespace) -> int:
     """Enable or disable a camera, and wait for it to say so (its retained enabled state)."""
     wanted = args.command == "enable"
-    with _remote(args) as remote:
+    with remote_client(args) as remote:
         _camera_online(remote, args.camera)
         t = remote.topics
         msg = remote.command(

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from homesec.cliutil import EXIT_FAILED, EXIT_OK, CliError, remote_client
+from homesec.cliutil import EXIT_OK, CliError, gallery_request, remote_client, report
 from homesec.contract import (
     ArchiveAnswer,
     ArchiveQuery,
@@ -124,28 +124,15 @@ def cmd_visitors(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _gallery(args: argparse.Namespace, cmd: NameVisitor | DismissVisitor) -> GalleryResult:
-    with remote_client(args) as remote:
-        return remote.request(remote.topics.gallery_cmd, cmd, GalleryResult, cmd.request_id, args.timeout)
-
-
 def cmd_visitor_name(args: argparse.Namespace) -> int:
-    result = _gallery(args, NameVisitor(visitor=args.id, label=check_name(args.name)))
+    result = gallery_request(args, NameVisitor(visitor=args.id, label=check_name(args.name)))
     done = f"visitor {args.id} is {args.name!r} from now on ({result.enrolled} face(s) enrolled)"
-    return _report(args, result, done)
+    return report(args, result, done)
 
 
 def cmd_visitor_dismiss(args: argparse.Namespace) -> int:
-    result = _gallery(args, DismissVisitor(visitor=args.id))
-    return _report(args, result, f"visitor {args.id} dismissed: its faces are no longer grouped")
-
-
-def _report(args: argparse.Namespace, result: GalleryResult, done: str) -> int:
-    if args.json:
-        print(result.model_dump_json())
-    else:
-        print(done if result.ok else f"refused: {result.reason}")
-    return EXIT_OK if result.ok else EXIT_FAILED
+    result = gallery_request(args, DismissVisitor(visitor=args.id))
+    return report(args, result, f"visitor {args.id} dismissed: its faces are no longer grouped")
 
 
 def _count(low: int, high: int) -> Callable[[str], int]:

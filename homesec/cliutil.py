@@ -16,6 +16,7 @@ from homesec.config import Config, load_config
 from homesec.settings import Section
 
 if TYPE_CHECKING:
+    from homesec.contract import GalleryCommand, GalleryResult
     from homesec.remote import RemoteClient
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_ANSWER = 0, 1, 2, 3
@@ -135,6 +136,23 @@ def remote_client(args: argparse.Namespace) -> RemoteClient:
     config = cli_config(args)
     need_password(config)
     return RemoteClient(config, hint=stale_port_note(config))
+
+
+def gallery_request(args: argparse.Namespace, cmd: GalleryCommand) -> GalleryResult:
+    """Send a gallery command to the recognizer and wait for its answer (`--timeout`)."""
+    from homesec.contract import GalleryResult
+
+    with remote_client(args) as remote:
+        return remote.request(remote.topics.gallery_cmd, cmd, GalleryResult, cmd.request_id, args.timeout)
+
+
+def report(args: argparse.Namespace, result: GalleryResult, done: str) -> int:
+    """The answer as JSON with --json, else what was done or why it was refused; the exit code."""
+    if args.json:
+        print(result.model_dump_json())
+    else:
+        print(done if result.ok else f"refused: {result.reason}")
+    return EXIT_OK if result.ok else EXIT_FAILED
 
 
 def stale_port_note(config: Config) -> str:
