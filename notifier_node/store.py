@@ -94,8 +94,8 @@ def prune_outbox(
 
 
 class OutboxRetention:
-    """Keeps the outbox within `notifier.outbox`. Listing it costs a `stat` per file (0.7 s for 40,000
-    files on a busy two-core machine), so it is pruned at start, then once OUTBOX_SCAN_EVERY alerts or an
+    """Keeps the outbox within `notifier.outbox`. Listing it costs a `stat` per file, too much to do at
+    every alert once it holds tens of thousands, so it is pruned at start, then once OUTBOX_SCAN_EVERY alerts or an
     hour went by, or at once when the alerts written since would pass the budget (a running total is
     kept in between).
     A failure is logged, never raised: the alert it follows is written."""
