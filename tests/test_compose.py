@@ -14,6 +14,7 @@ Not proven here (docs/deploy.md): the image build, named volumes' initialisation
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
@@ -251,8 +252,48 @@ def interpreter(uid: int, gid: int) -> str:
 
 def program(uid: int, gid: int, name: str, *args: str) -> list[str]:
     """The command line that runs this venv's console script `name` as `uid`."""
+    site_packages, bin_dir = install_for(uid, gid)
+    return [interpreter(uid, gid), "-c", LAUNCH, site_packages, str(bin_dir / name), *args]
+
+
+NODE_PACKAGES = ("homesec", "camera_node", "recognizer_node", "notifier_node", "homeassistant_node")
+
+
+@cache
+def install_for(uid: int, gid: int) -> tuple[str, Path]:
+    """This venv's packages and scripts where `uid` can read them: in place, or, when the checkout sits
+    in a directory only its owner may enter (a clone in `mktemp -d`), a hard-linked copy of them and of
+    the project's packages (the image has its own copy too), removed when the tests end."""
     site_packages = sysconfig.get_paths()["purelib"]
-    return [interpreter(uid, gid), "-c", LAUNCH, site_packages, str(VENV_BIN / name), *args]
+    probe = [
+        interpreter(uid, gid),
+        "-c",
+        "import os, sys; os.listdir(sys.argv[1]); open(sys.argv[2]).close()",
+    ]
+    try:
+        subprocess.run([*probe, site_packages, str(VENV_BIN / "homesec")], check=True, capture_output=True,
+                       **run_as(uid, gid))  # fmt: skip
+        return site_packages, VENV_BIN
+    except subprocess.CalledProcessError:
+        pass
+    root = Path(tempfile.mkdtemp(prefix="homesec-compose-install-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    root.chmod(0o755)
+    site = root / "site"
+    _linked_copy(Path(site_packages), site)
+    for package in NODE_PACKAGES:  # found on the path before the editable install's finder
+        _linked_copy(REPO / package, site / package)
+    shutil.copytree(VENV_BIN, root / "bin", symlinks=True)
+    return str(site), root / "bin"
+
+
+def _linked_copy(source: Path, target: Path) -> None:
+    """`cp -al`, or a plain copy across file systems."""
+    try:
+        shutil.copytree(source, target, copy_function=os.link, symlinks=True)
+    except OSError:
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(source, target, symlinks=True)
 
 
 def start_broker(host: Host, logs: Path) -> MosquittoProcess:
