@@ -144,7 +144,9 @@ def test_the_command_line_shows_conflicts_merges_and_says_not(
 ) -> None:
     import homesec.cli as cli
 
-    monkeypatch.setattr(cli, "gallery_request", lambda _args, cmd: ops.gallery_command(cmd))  # no broker needed
+    monkeypatch.setattr(
+        cli, "gallery_request", lambda _args, cmd: ops.gallery_command(cmd)
+    )  # no broker needed
     assert ops.train(training("obama_train.jpg", "owner")).ok
     assert ops.train(training("obama_other.jpg", "obama", force=True)).ok
     assert cli.main(["labels"]) == 0
